@@ -1,0 +1,130 @@
+//! Services the runtime offers to components: listeners that survive
+//! reloads, self-metrics, and the collector's health.
+
+use crate::observe::MetricsRegistry;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use tokio::net::TcpListener;
+
+/// Shared by every component of a running collector, across reloads.
+#[derive(Debug, Default)]
+pub struct Host {
+    /// Self-metrics.
+    pub metrics: Arc<MetricsRegistry>,
+    /// Listening sockets by address.
+    pub listeners: ListenerPool,
+    /// Whether the pipelines are up.
+    pub health: HealthState,
+}
+
+impl Host {
+    /// A host with fresh metrics, no listeners, health `Starting`.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+}
+
+/// Listening sockets shared across pipeline generations.
+///
+/// On a reload the new receivers take the same listener the old ones accept
+/// on, so the port never closes: both generations accept for a moment, then
+/// the old one stops. Listeners nobody holds any more are closed by
+/// [`ListenerPool::release_unused`].
+#[derive(Debug, Default)]
+pub struct ListenerPool {
+    listeners: Mutex<HashMap<String, Arc<TcpListener>>>,
+}
+
+impl ListenerPool {
+    /// The listener for `endpoint` (`host:port`), bound on first use.
+    pub async fn tcp(&self, endpoint: &str) -> std::io::Result<Arc<TcpListener>> {
+        if let Some(listener) = self.listeners.lock().get(endpoint) {
+            return Ok(listener.clone());
+        }
+        let addrs = crate::config::service::resolve_listen_address(endpoint)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = Arc::new(bind(&addrs)?);
+        let mut map = self.listeners.lock();
+        // Another component may have bound it meanwhile; keep the first.
+        Ok(map.entry(endpoint.to_string()).or_insert(listener).clone())
+    }
+
+    /// The bound local address of a listener in the pool.
+    pub fn local_addr(&self, endpoint: &str) -> Option<SocketAddr> {
+        self.listeners
+            .lock()
+            .get(endpoint)
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Closes listeners no component holds any more.
+    pub fn release_unused(&self) {
+        self.listeners
+            .lock()
+            .retain(|_, l| Arc::strong_count(l) > 1);
+    }
+}
+
+fn bind(addrs: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in addrs {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(*addr).and_then(|()| socket.listen(1024)) {
+            Ok(listener) => return Ok(listener),
+            Err(e) => {
+                last = Some(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on {addr}: {e}"),
+                ))
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no address to listen on")))
+}
+
+/// The collector's health, as the `health_check` extension reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HealthStatus {
+    /// Building and starting pipelines.
+    Starting,
+    /// Pipelines are running.
+    Ready,
+    /// Shutting down.
+    Stopping,
+    /// A component failed fatally.
+    Failed,
+}
+
+/// Shared, lock-free health state.
+#[derive(Debug, Default)]
+pub struct HealthState(AtomicU8);
+
+impl HealthState {
+    /// Sets the status.
+    pub fn set(&self, status: HealthStatus) {
+        let v = match status {
+            HealthStatus::Starting => 0,
+            HealthStatus::Ready => 1,
+            HealthStatus::Stopping => 2,
+            HealthStatus::Failed => 3,
+        };
+        self.0.store(v, Ordering::SeqCst);
+    }
+
+    /// The current status.
+    pub fn get(&self) -> HealthStatus {
+        match self.0.load(Ordering::SeqCst) {
+            1 => HealthStatus::Ready,
+            2 => HealthStatus::Stopping,
+            3 => HealthStatus::Failed,
+            _ => HealthStatus::Starting,
+        }
+    }
+}

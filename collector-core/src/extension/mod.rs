@@ -1,0 +1,1 @@
+//! Extensions: components that run beside the pipelines.

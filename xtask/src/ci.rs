@@ -1,0 +1,228 @@
+//! `cargo xtask ci`: what CI runs (`.ci/run` execs this), in order, stopping at the
+//! first failure.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+use crate::cmd::{self, run_inherited};
+use crate::{paths, setup};
+
+/// One step of the pipeline.
+struct Step {
+    name: &'static str,
+    action: Action,
+}
+
+enum Action {
+    /// `cargo xtask setup`, in this process.
+    Setup,
+    /// A cargo command (arguments after `cargo`), run in the workspace root with
+    /// the `OLLY_*` variables set.
+    Cargo(Vec<&'static str>),
+    /// The test run: nextest when installed, else `cargo test`.
+    Tests,
+}
+
+enum StepResult {
+    Ok(Duration),
+    Failed(Duration),
+    NotRun,
+    Skipped,
+}
+
+fn steps(skip_setup: bool) -> Vec<(Step, bool)> {
+    let all = vec![
+        Step {
+            name: "setup",
+            action: Action::Setup,
+        },
+        Step {
+            name: "fmt",
+            action: Action::Cargo(vec!["fmt", "--all", "--check"]),
+        },
+        Step {
+            name: "clippy",
+            action: Action::Cargo(vec![
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Step {
+            name: "build",
+            action: Action::Cargo(vec!["build", "--workspace", "--locked", "--bins"]),
+        },
+        Step {
+            name: "test",
+            action: Action::Tests,
+        },
+        Step {
+            name: "doctest",
+            action: Action::Cargo(vec!["test", "--workspace", "--doc", "--locked"]),
+        },
+    ];
+    all.into_iter()
+        .map(|step| {
+            let skip = skip_setup && matches!(step.action, Action::Setup);
+            (step, skip)
+        })
+        .collect()
+}
+
+fn nextest_installed() -> bool {
+    cmd::succeeds(cmd::cargo().args(["nextest", "--version"]))
+}
+
+/// The command a cargo-running step runs.
+fn cargo_command(args: &[&str]) -> Command {
+    let mut command = cmd::cargo();
+    command
+        .args(args)
+        .current_dir(paths::repo_root())
+        .envs(paths::test_env());
+    command
+}
+
+fn test_command() -> Command {
+    if nextest_installed() {
+        // `--no-tests=warn`: a workspace (or a CI run) with no test yet passes with a
+        // warning instead of nextest's exit code 4.
+        cargo_command(&[
+            "nextest",
+            "run",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+            "--no-tests=warn",
+        ])
+    } else {
+        cargo_command(&["test", "--workspace", "--locked"])
+    }
+}
+
+fn run_step(step: &Step) -> Result<()> {
+    match &step.action {
+        Action::Setup => setup::run(),
+        Action::Cargo(args) => run_inherited(&mut cargo_command(args)),
+        Action::Tests => run_inherited(&mut test_command()),
+    }
+}
+
+fn describe_step(step: &Step) -> String {
+    match &step.action {
+        Action::Setup => "cargo xtask setup".to_string(),
+        Action::Cargo(args) => format!("cargo {}", args.join(" ")),
+        Action::Tests if nextest_installed() => cmd::describe(&test_command()),
+        Action::Tests => "cargo test --workspace --locked".to_string(),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Runs the pipeline. Errors name the step that failed.
+pub(crate) fn run(skip_setup: bool) -> Result<()> {
+    let steps = steps(skip_setup);
+    let total = steps.len();
+    let started = Instant::now();
+    let mut results: Vec<(&'static str, StepResult)> = Vec::new();
+    let mut failure: Option<(String, anyhow::Error)> = None;
+
+    println!("ci: exporting to the steps:");
+    for (var, value) in paths::test_env() {
+        println!("  {var}={}", cmd::shell_quote(&value));
+    }
+
+    for (index, (step, skip)) in steps.iter().enumerate() {
+        if *skip {
+            println!(
+                "==> [{}/{total}] {}: skipped (--skip-setup)",
+                index + 1,
+                step.name
+            );
+            results.push((step.name, StepResult::Skipped));
+            continue;
+        }
+        if failure.is_some() {
+            results.push((step.name, StepResult::NotRun));
+            continue;
+        }
+        println!(
+            "==> [{}/{total}] {}: {}",
+            index + 1,
+            step.name,
+            describe_step(step)
+        );
+        let step_started = Instant::now();
+        let outcome = run_step(step);
+        let took = step_started.elapsed();
+        match outcome {
+            Ok(()) => {
+                println!("<== {} ok in {}", step.name, seconds(took));
+                results.push((step.name, StepResult::Ok(took)));
+            }
+            Err(err) => {
+                println!("<== {} FAILED after {}", step.name, seconds(took));
+                results.push((step.name, StepResult::Failed(took)));
+                failure = Some((step.name.to_string(), err));
+            }
+        }
+    }
+
+    println!();
+    println!("ci summary");
+    println!("  {:<10} {:<8} {:>9}", "step", "result", "time");
+    for (name, result) in &results {
+        let (label, time) = match result {
+            StepResult::Ok(d) => ("ok", seconds(*d)),
+            StepResult::Failed(d) => ("FAILED", seconds(*d)),
+            StepResult::NotRun => ("not run", String::new()),
+            StepResult::Skipped => ("skipped", String::new()),
+        };
+        println!("  {name:<10} {label:<8} {time:>9}");
+    }
+    println!(
+        "  {:<10} {:<8} {:>9}",
+        "total",
+        "",
+        seconds(started.elapsed())
+    );
+
+    if let Some((name, err)) = failure {
+        bail!("ci failed at step `{name}`: {err:#}");
+    }
+    println!("ci: all steps passed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_setup_skips_only_setup() {
+        let skipped: Vec<&str> = steps(true)
+            .iter()
+            .filter(|(_, skip)| *skip)
+            .map(|(s, _)| s.name)
+            .collect();
+        assert_eq!(skipped, ["setup"]);
+        assert!(steps(false).iter().all(|(_, skip)| !skip));
+    }
+
+    #[test]
+    fn order_is_setup_fmt_clippy_build_test_doctest() {
+        let names: Vec<&str> = steps(false).iter().map(|(s, _)| s.name).collect();
+        assert_eq!(
+            names,
+            ["setup", "fmt", "clippy", "build", "test", "doctest"]
+        );
+    }
+}

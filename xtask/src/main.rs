@@ -1,0 +1,63 @@
+//! `cargo xtask`: the project's developer and CI tasks.
+//!
+//! - `cargo xtask setup` installs what the test-suite needs (idempotent).
+//! - `cargo xtask ci` runs everything CI runs, in order, stopping at the first failure.
+//! - `cargo xtask env` prints the `OLLY_*` variables that the tests read, as shell exports.
+//!
+//! This crate uses std, clap and anyhow only, and none of the project's crates, so it
+//! builds (and can install things) before the rest of the workspace compiles.
+
+mod ci;
+mod cmd;
+mod paths;
+mod setup;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "ollyscale-otel developer and CI tasks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install everything the test-suite needs (apt packages, Python venv, Helm, nextest).
+    /// Safe to run again: items already present are skipped.
+    Setup,
+    /// Run the CI pipeline: setup, fmt, clippy, build, tests, doc tests.
+    Ci {
+        /// Don't run `setup` first (for development, when the machine is already set up).
+        #[arg(long)]
+        skip_setup: bool,
+    },
+    /// Print `export OLLY_...=...` lines for the tools the tests use
+    /// (use as `eval "$(cargo xtask env)"`).
+    Env,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup => setup::run(),
+        Command::Ci { skip_setup } => ci::run(skip_setup),
+        Command::Env => {
+            paths::print_exports();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
