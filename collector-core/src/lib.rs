@@ -10,6 +10,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod component;
+pub mod compression;
 pub mod config;
 pub mod consumer;
 pub mod extension;

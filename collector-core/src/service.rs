@@ -93,7 +93,7 @@ impl Service {
             Some(address) => Some(
                 self.host
                     .listeners
-                    .tcp(address)
+                    .tcp("service.telemetry.metrics", address)
                     .await
                     .map_err(|e| ServiceError::Telemetry(e.to_string()))?,
             ),
@@ -101,7 +101,8 @@ impl Service {
         };
         pipelines.start().await?;
         if let Some(listener) = listener {
-            tracing::info!(address = ?listener.local_addr().ok(), "serving self-metrics");
+            let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(component = "telemetry", protocol = "prometheus", address = %address, "listening");
             tokio::spawn(observe::serve_prometheus(
                 listener,
                 self.host.metrics.clone(),

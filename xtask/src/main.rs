@@ -38,6 +38,13 @@ enum Command {
         #[arg(long)]
         skip_setup: bool,
     },
+    /// Send OTLP load with `otel-loadgen` (built in release mode); arguments
+    /// after `--` go to it, e.g. `cargo xtask loadgen -- --rate 10000 --duration 5s`.
+    Loadgen {
+        /// Arguments for otel-loadgen (`--help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print `export OLLY_...=...` lines for the tools the tests use
     /// (use as `eval "$(cargo xtask env)"`).
     Env,
@@ -48,6 +55,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(),
         Command::Ci { skip_setup } => ci::run(skip_setup),
+        Command::Loadgen { args } => {
+            let mut command = cmd::cargo();
+            command.args(["run", "--quiet", "--release", "-p", "loadgen", "--bin", "otel-loadgen", "--"]).args(args);
+            cmd::run_inherited(&mut command)
+        }
         Command::Env => {
             paths::print_exports();
             Ok(())

@@ -31,33 +31,33 @@ impl Host {
 ///
 /// On a reload the new receivers take the same listener the old ones accept
 /// on, so the port never closes: both generations accept for a moment, then
-/// the old one stops. Listeners nobody holds any more are closed by
-/// [`ListenerPool::release_unused`].
+/// the old one stops. A listener belongs to an owner (component id and
+/// protocol) as well as an endpoint, so two components configured with the
+/// same `:0` endpoint get two sockets, and a real port clash is an error.
+/// Listeners nobody holds any more are closed by [`ListenerPool::release_unused`].
 #[derive(Debug, Default)]
 pub struct ListenerPool {
-    listeners: Mutex<HashMap<String, Arc<TcpListener>>>,
+    listeners: Mutex<HashMap<(String, String), Arc<TcpListener>>>,
 }
 
 impl ListenerPool {
-    /// The listener for `endpoint` (`host:port`), bound on first use.
-    pub async fn tcp(&self, endpoint: &str) -> std::io::Result<Arc<TcpListener>> {
-        if let Some(listener) = self.listeners.lock().get(endpoint) {
+    /// The listener of `owner` (e.g. `otlp/grpc`) for `endpoint` (`host:port`),
+    /// bound on first use.
+    pub async fn tcp(&self, owner: &str, endpoint: &str) -> std::io::Result<Arc<TcpListener>> {
+        let key = (owner.to_string(), endpoint.to_string());
+        if let Some(listener) = self.listeners.lock().get(&key) {
             return Ok(listener.clone());
         }
         let addrs = crate::config::service::resolve_listen_address(endpoint)
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
         let listener = Arc::new(bind(&addrs)?);
-        let mut map = self.listeners.lock();
-        // Another component may have bound it meanwhile; keep the first.
-        Ok(map.entry(endpoint.to_string()).or_insert(listener).clone())
+        Ok(self.listeners.lock().entry(key).or_insert(listener).clone())
     }
 
-    /// The bound local address of a listener in the pool.
-    pub fn local_addr(&self, endpoint: &str) -> Option<SocketAddr> {
-        self.listeners
-            .lock()
-            .get(endpoint)
-            .and_then(|l| l.local_addr().ok())
+    /// The bound local address of an owner's listener.
+    pub fn local_addr(&self, owner: &str, endpoint: &str) -> Option<SocketAddr> {
+        let key = (owner.to_string(), endpoint.to_string());
+        self.listeners.lock().get(&key).and_then(|l| l.local_addr().ok())
     }
 
     /// Closes listeners no component holds any more.

@@ -1,1 +1,3 @@
 //! Extensions: components that run beside the pipelines.
+
+pub mod health_check;

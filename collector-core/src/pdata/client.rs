@@ -13,6 +13,11 @@ pub struct ClientInfo {
 }
 
 impl ClientInfo {
+    /// Client information with only a peer address.
+    pub fn from_addr(addr: Option<SocketAddr>) -> Self {
+        Self { addr, metadata: None }
+    }
+
     /// Client information with metadata. Keys are stored lower-case.
     pub fn with_metadata(addr: Option<SocketAddr>, metadata: Vec<(String, String)>) -> Self {
         let metadata = metadata

@@ -11,6 +11,7 @@
 
 mod client;
 pub mod json;
+pub mod rpc;
 mod logs;
 mod metrics;
 mod signal;

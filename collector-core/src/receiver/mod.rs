@@ -1,1 +1,4 @@
 //! Receivers.
+
+pub mod otlp;
+pub(crate) mod server;

@@ -10,10 +10,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use serde::de::MapAccess;
 
-use super::de::{
-    Bool, Ctx, Enum, F64, Hex, I32, I64, Message, Str, U32, U64, msg, msgs, opt_scalar, scalar,
-    scalars, skip,
-};
+use super::de::{Ctx, Message, msg, msgs, opt_scalar, scalar, scalars, skip};
+use super::de_scalar::{Bool, Enum, F64, Hex, I32, I64, Str, U32, U64};
 
 fn temporality(name: &str) -> Option<i32> {
     AggregationTemporality::from_str_name(name).map(|t| t as i32)

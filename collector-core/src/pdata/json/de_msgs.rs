@@ -14,10 +14,8 @@ use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use serde::de::MapAccess;
 
-use super::de::{
-    B64, Bool, Ctx, Enum, F64, Hex, I32, I64, Message, Str, U32, U64, msg, msgs, opt_scalar,
-    scalar, scalars, skip,
-};
+use super::de::{Ctx, Message, msg, msgs, opt_scalar, scalar, scalars, skip};
+use super::de_scalar::{B64, Bool, Enum, F64, Hex, I32, I64, Str, U32, U64};
 
 // --- common -----------------------------------------------------------------
 
@@ -40,23 +38,39 @@ impl Message for AnyValue {
         c: &Ctx,
     ) -> Result<(), A::Error> {
         use any_value::Value;
-        // A oneof: `null` leaves it unset; the last non-null member wins.
+        // This frame is on the recursive path of nested values: keep it
+        // small by leaving the scalar members to a separate function.
         let value = match name {
-            "stringValue" => opt_scalar(m, Str)?.map(Value::StringValue),
-            "boolValue" => opt_scalar(m, Bool)?.map(Value::BoolValue),
-            "intValue" => opt_scalar(m, I64)?.map(Value::IntValue),
-            "doubleValue" => opt_scalar(m, F64)?.map(Value::DoubleValue),
             "arrayValue" => msg(m, c)?.map(Value::ArrayValue),
             "kvlistValue" => msg(m, c)?.map(Value::KvlistValue),
-            "bytesValue" => opt_scalar(m, B64)?.map(Value::BytesValue),
-            "stringValueStrindex" => opt_scalar(m, I32)?.map(Value::StringValueStrindex),
-            _ => return skip(m),
+            _ => any_scalar(name, m)?,
         };
+        // A oneof: `null` leaves it unset; the last non-null member wins.
         if value.is_some() {
             self.value = value;
         }
         Ok(())
     }
+}
+
+#[inline(never)]
+fn any_scalar<'de, A: MapAccess<'de>>(
+    name: &'static str,
+    m: &mut A,
+) -> Result<Option<any_value::Value>, A::Error> {
+    use any_value::Value;
+    Ok(match name {
+        "stringValue" => opt_scalar(m, Str)?.map(Value::StringValue),
+        "boolValue" => opt_scalar(m, Bool)?.map(Value::BoolValue),
+        "intValue" => opt_scalar(m, I64)?.map(Value::IntValue),
+        "doubleValue" => opt_scalar(m, F64)?.map(Value::DoubleValue),
+        "bytesValue" => opt_scalar(m, B64)?.map(Value::BytesValue),
+        "stringValueStrindex" => opt_scalar(m, I32)?.map(Value::StringValueStrindex),
+        _ => {
+            skip(m)?;
+            None
+        }
+    })
 }
 
 impl Message for ArrayValue {

@@ -29,13 +29,14 @@
 //! their default value omitted, so that `decode(encode(x)) == x`.
 //!
 //! Doubles are written with the shortest representation that round-trips in
-//! Rust. Note that serde_json parses numbers with more than ~15 significant
-//! digits exactly only with its `float_roundtrip` feature enabled; without
-//! it such values can come back one ULP off.
+//! Rust. Reading them back bit-exactly needs serde_json's `float_roundtrip`
+//! feature: its default float parser is faster but comes back one ULP off
+//! for some values with 16-17 significant digits (e.g. `0.41133333333333333`).
 
 mod de;
 mod de_metrics;
 mod de_msgs;
+mod de_scalar;
 mod enc;
 mod enc_metrics;
 

@@ -1,0 +1,93 @@
+//! The `resource` processor instance: applies the actions to every resource
+//! of a batch.
+
+use super::actions::{self, Action};
+use crate::component::Lifecycle;
+use crate::consumer::{BoxConsumer, Capabilities, ConsumeError, Consumer};
+use crate::pdata::{Batch, ClientInfo, Payload, SignalRequest, Telemetry};
+use async_trait::async_trait;
+use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
+use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+/// Applies the configured attribute actions to the resource of every
+/// resource element, then hands the batch on.
+pub struct ResourceProcessor {
+    actions: Vec<Action>,
+    next: BoxConsumer,
+}
+
+impl std::fmt::Debug for ResourceProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceProcessor")
+            .field("actions", &self.actions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResourceProcessor {
+    pub(super) fn new(actions: Vec<Action>, next: BoxConsumer) -> Self {
+        Self { actions, next }
+    }
+
+    fn process<R>(&self, batch: &mut Batch<R>, client: &ClientInfo)
+    where
+        R: SignalRequest,
+        R::Resource: ResourceElement,
+    {
+        // Only touch (and so forget the original encoding of) batches with
+        // something to change.
+        if batch.resources().is_empty() {
+            return;
+        }
+        batch.modify(|elements| {
+            for element in elements.iter_mut() {
+                let resource = element.resource_mut().get_or_insert_with(Resource::default);
+                actions::apply(&self.actions, &mut resource.attributes, client);
+            }
+        });
+    }
+}
+
+/// A per-resource element of a request (`ResourceSpans`, ...): its resource.
+pub(super) trait ResourceElement {
+    /// The element's resource, which may be absent on the wire.
+    fn resource_mut(&mut self) -> &mut Option<Resource>;
+}
+
+impl ResourceElement for ResourceSpans {
+    fn resource_mut(&mut self) -> &mut Option<Resource> {
+        &mut self.resource
+    }
+}
+impl ResourceElement for ResourceMetrics {
+    fn resource_mut(&mut self) -> &mut Option<Resource> {
+        &mut self.resource
+    }
+}
+impl ResourceElement for ResourceLogs {
+    fn resource_mut(&mut self) -> &mut Option<Resource> {
+        &mut self.resource
+    }
+}
+
+#[async_trait]
+impl Consumer for ResourceProcessor {
+    async fn consume(&self, mut telemetry: Telemetry) -> Result<(), ConsumeError> {
+        let client = &telemetry.client;
+        match &mut telemetry.payload {
+            Payload::Traces(b) => self.process(b, client),
+            Payload::Metrics(b) => self.process(b, client),
+            Payload::Logs(b) => self.process(b, client),
+        }
+        self.next.consume(telemetry).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { mutates_data: true }
+    }
+}
+
+#[async_trait]
+impl Lifecycle for ResourceProcessor {}

@@ -1,0 +1,279 @@
+//! `receivers.otlp` settings, as otelcol's OTLP receiver reads them.
+
+use crate::config::{ConfigError, duration};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// `receivers.otlp`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpReceiverConfig {
+    /// `protocols`: at least one of `grpc` and `http`.
+    pub protocols: Protocols,
+}
+
+/// `receivers.otlp.protocols`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocols {
+    /// OTLP/gRPC; `grpc:` with no settings enables it with defaults.
+    #[serde(deserialize_with = "present_means_enabled")]
+    pub grpc: Option<GrpcConfig>,
+    /// OTLP/HTTP; `http:` with no settings enables it with defaults.
+    #[serde(deserialize_with = "present_means_enabled")]
+    pub http: Option<HttpConfig>,
+}
+
+/// A key that is present but null (`grpc:`) enables the protocol with defaults.
+fn present_means_enabled<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Some(Option::<T>::deserialize(deserializer)?.unwrap_or_default()))
+}
+
+/// Server-side TLS settings: accepted so configs parse; serving TLS is not
+/// implemented yet and is refused at validation when a certificate is set.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerTls {
+    /// Server certificate (PEM).
+    pub cert_file: Option<String>,
+    /// Server key (PEM).
+    pub key_file: Option<String>,
+    /// CA for client certificates (mTLS).
+    pub client_ca_file: Option<String>,
+    /// CA file.
+    pub ca_file: Option<String>,
+    /// Minimum TLS version.
+    pub min_version: Option<String>,
+    /// Maximum TLS version.
+    pub max_version: Option<String>,
+    /// Reload interval.
+    #[serde(with = "duration::option")]
+    pub reload_interval: Option<Duration>,
+}
+
+/// `protocols.grpc`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Listen address (default `localhost:4317`).
+    pub endpoint: String,
+    /// Only `tcp` is supported.
+    pub transport: String,
+    /// Largest accepted message after decompression, in MiB (default 4, like grpc-go).
+    pub max_recv_msg_size_mib: u64,
+    /// HTTP/2 concurrent streams per connection (0 = unlimited).
+    pub max_concurrent_streams: u32,
+    /// Accepted for compatibility.
+    pub read_buffer_size: Option<u64>,
+    /// Accepted for compatibility.
+    pub write_buffer_size: Option<u64>,
+    /// Keepalive settings.
+    pub keepalive: Option<Keepalive>,
+    /// TLS (see [`ServerTls`]).
+    pub tls: Option<ServerTls>,
+    /// Pass gRPC metadata along with the data (for `batch.metadata_keys`).
+    pub include_metadata: bool,
+    /// Authentication extension: not supported.
+    pub auth: Option<serde_yaml_ng::Value>,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "localhost:4317".into(),
+            transport: "tcp".into(),
+            max_recv_msg_size_mib: 4,
+            max_concurrent_streams: 0,
+            read_buffer_size: None,
+            write_buffer_size: None,
+            keepalive: None,
+            tls: None,
+            include_metadata: false,
+            auth: None,
+        }
+    }
+}
+
+/// `protocols.grpc.keepalive`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keepalive {
+    /// Server-side keepalive pings.
+    pub server_parameters: Option<KeepaliveServerParameters>,
+    /// Accepted for compatibility.
+    pub enforcement_policy: Option<BTreeMap<String, serde_yaml_ng::Value>>,
+}
+
+/// `protocols.grpc.keepalive.server_parameters`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeepaliveServerParameters {
+    /// Ping interval.
+    #[serde(with = "duration::option")]
+    pub time: Option<Duration>,
+    /// Ping ack timeout.
+    #[serde(with = "duration::option")]
+    pub timeout: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub max_connection_idle: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub max_connection_age: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub max_connection_age_grace: Option<Duration>,
+}
+
+/// `protocols.http`
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address (default `localhost:4318`).
+    pub endpoint: String,
+    /// Path for traces (default `/v1/traces`).
+    pub traces_url_path: String,
+    /// Path for metrics (default `/v1/metrics`).
+    pub metrics_url_path: String,
+    /// Path for logs (default `/v1/logs`).
+    pub logs_url_path: String,
+    /// Largest accepted body, compressed and decompressed, in bytes (default 20 MiB).
+    pub max_request_body_size: u64,
+    /// Pass request headers along with the data.
+    pub include_metadata: bool,
+    /// Cross-origin settings for browsers.
+    pub cors: Option<CorsConfig>,
+    /// TLS (see [`ServerTls`]).
+    pub tls: Option<ServerTls>,
+    /// Accepted content encodings; empty = all supported ones.
+    pub compression_algorithms: Vec<String>,
+    /// Headers added to every response.
+    pub response_headers: BTreeMap<String, String>,
+    /// Authentication extension: not supported.
+    pub auth: Option<serde_yaml_ng::Value>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub read_header_timeout: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub read_timeout: Option<Duration>,
+    /// Accepted for compatibility.
+    #[serde(with = "duration::option")]
+    pub write_timeout: Option<Duration>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "localhost:4318".into(),
+            traces_url_path: "/v1/traces".into(),
+            metrics_url_path: "/v1/metrics".into(),
+            logs_url_path: "/v1/logs".into(),
+            max_request_body_size: 20 * 1024 * 1024,
+            include_metadata: false,
+            cors: None,
+            tls: None,
+            compression_algorithms: Vec::new(),
+            response_headers: BTreeMap::new(),
+            auth: None,
+            read_header_timeout: None,
+            idle_timeout: None,
+            read_timeout: None,
+            write_timeout: None,
+        }
+    }
+}
+
+/// `protocols.http.cors`
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed origins; `*` is a wildcard inside a pattern (`https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Request headers a browser may send besides the default ones; `*` = any.
+    pub allowed_headers: Vec<String>,
+    /// Response headers a browser may read.
+    pub exposed_headers: Vec<String>,
+    /// Seconds a preflight answer may be cached (0 = no header).
+    pub max_age: u64,
+}
+
+fn check_tls(path: &str, tls: &Option<ServerTls>) -> Result<(), ConfigError> {
+    match tls {
+        Some(tls) if tls.cert_file.is_some() || tls.key_file.is_some() => Err(ConfigError::new(
+            format!("{path}.tls"),
+            "serving TLS is not supported yet by this receiver; terminate TLS in front of it",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_path(path: &str, value: &str) -> Result<(), ConfigError> {
+    if value.starts_with('/') {
+        Ok(())
+    } else {
+        Err(ConfigError::new(path, format!("{value:?} must start with '/'")))
+    }
+}
+
+impl OtlpReceiverConfig {
+    /// Checks what the types cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let p = &self.protocols;
+        if p.grpc.is_none() && p.http.is_none() {
+            return Err(ConfigError::new("protocols", "must specify at least one protocol (grpc or http)"));
+        }
+        if let Some(grpc) = &p.grpc {
+            if grpc.transport != "tcp" {
+                return Err(ConfigError::new("protocols.grpc.transport", format!("{:?} is not supported; expected tcp", grpc.transport)));
+            }
+            if grpc.max_recv_msg_size_mib == 0 {
+                return Err(ConfigError::new("protocols.grpc.max_recv_msg_size_mib", "must be > 0"));
+            }
+            if grpc.auth.is_some() {
+                return Err(ConfigError::new("protocols.grpc.auth", "authentication extensions are not supported"));
+            }
+            crate::config::service::resolve_listen_address(&grpc.endpoint)
+                .map_err(|e| ConfigError::new("protocols.grpc.endpoint", e))?;
+            check_tls("protocols.grpc", &grpc.tls)?;
+        }
+        if let Some(http) = &p.http {
+            check_path("protocols.http.traces_url_path", &http.traces_url_path)?;
+            check_path("protocols.http.metrics_url_path", &http.metrics_url_path)?;
+            check_path("protocols.http.logs_url_path", &http.logs_url_path)?;
+            if http.max_request_body_size == 0 {
+                return Err(ConfigError::new("protocols.http.max_request_body_size", "must be > 0"));
+            }
+            if http.auth.is_some() {
+                return Err(ConfigError::new("protocols.http.auth", "authentication extensions are not supported"));
+            }
+            for (i, name) in http.compression_algorithms.iter().enumerate() {
+                if crate::compression::Encoding::from_header(name).is_none() {
+                    return Err(ConfigError::new(
+                        format!("protocols.http.compression_algorithms[{i}]"),
+                        format!("unsupported {name:?}; expected gzip, zstd, deflate, zlib, snappy, x-snappy-framed, lz4"),
+                    ));
+                }
+            }
+            if let Some(cors) = &http.cors {
+                for (i, origin) in cors.allowed_origins.iter().enumerate() {
+                    if origin.is_empty() {
+                        return Err(ConfigError::new(format!("protocols.http.cors.allowed_origins[{i}]"), "must not be empty"));
+                    }
+                }
+            }
+            crate::config::service::resolve_listen_address(&http.endpoint)
+                .map_err(|e| ConfigError::new("protocols.http.endpoint", e))?;
+            check_tls("protocols.http", &http.tls)?;
+        }
+        Ok(())
+    }
+}

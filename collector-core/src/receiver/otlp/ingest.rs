@@ -1,0 +1,146 @@
+//! What both transports do with a decoded request: drop items with invalid
+//! IDs (reported as partial success), hand the rest to the pipelines, count
+//! the outcome with otelcol's receiver metrics.
+
+use crate::component::{Host, ReceiverConsumers};
+use crate::consumer::ConsumeError;
+use crate::observe::{Counter, RateLimitedLog};
+use crate::pdata::{ClientInfo, Payload, Rejected, Signal, Telemetry};
+use std::collections::HashMap;
+
+/// Which transport a request came over (the `transport` metric label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Transport {
+    Grpc,
+    Http,
+}
+
+impl Transport {
+    fn as_str(self) -> &'static str {
+        match self {
+            Transport::Grpc => "grpc",
+            Transport::Http => "http",
+        }
+    }
+}
+
+/// Counters for one (signal, transport).
+#[derive(Debug)]
+struct ItemCounters {
+    accepted: Counter,
+    refused: Counter,
+}
+
+/// The receiver's shared request handling.
+#[derive(Debug)]
+pub(crate) struct Ingest {
+    consumers: ReceiverConsumers,
+    counters: HashMap<(Signal, Transport), ItemCounters>,
+    /// Requests refused before any item could be counted (undecodable, too
+    /// large, wrong content type, ...), by transport and reason.
+    bad_requests: HashMap<(Transport, &'static str), Counter>,
+    log: RateLimitedLog,
+    id: String,
+}
+
+/// Reasons a request is refused before decoding, as metric labels.
+pub(crate) const BAD_REQUEST_REASONS: [&str; 7] =
+    ["decode", "too_large", "content_type", "method", "encoding", "not_found", "no_pipeline"];
+
+impl Ingest {
+    pub(crate) fn new(id: &str, host: &Host, consumers: ReceiverConsumers) -> Self {
+        let mut counters = HashMap::new();
+        let mut bad_requests = HashMap::new();
+        for transport in [Transport::Grpc, Transport::Http] {
+            let t = transport.as_str();
+            for signal in Signal::ALL {
+                let suffix = signal.item_metric_suffix();
+                let labels = [("receiver", id), ("transport", t)];
+                counters.insert(
+                    (signal, transport),
+                    ItemCounters {
+                        accepted: host.metrics.counter(
+                            &format!("otelcol_receiver_accepted_{suffix}"),
+                            "Items successfully pushed into the pipeline.",
+                            &labels,
+                        ),
+                        refused: host.metrics.counter(
+                            &format!("otelcol_receiver_refused_{suffix}"),
+                            "Items that could not be pushed into the pipeline.",
+                            &labels,
+                        ),
+                    },
+                );
+            }
+            for reason in BAD_REQUEST_REASONS {
+                bad_requests.insert(
+                    (transport, reason),
+                    host.metrics.counter(
+                        "otelcol_receiver_refused_requests",
+                        "Requests refused before their items could be read (ollyscale-otel).",
+                        &[("receiver", id), ("transport", t), ("reason", reason)],
+                    ),
+                );
+            }
+        }
+        Self { consumers, counters, bad_requests, log: RateLimitedLog::default(), id: id.to_string() }
+    }
+
+    /// Whether any pipeline takes this signal from this receiver.
+    pub(crate) fn accepts(&self, signal: Signal) -> bool {
+        self.consumers.get(signal).is_some()
+    }
+
+    /// Counts and logs (rate-limited) a request refused before decoding.
+    pub(crate) fn refuse_request(&self, transport: Transport, reason: &'static str, detail: &str) {
+        if let Some(counter) = self.bad_requests.get(&(transport, reason)) {
+            counter.inc();
+        }
+        if let Some(suppressed) = self.log.check() {
+            tracing::warn!(receiver = %self.id, transport = transport.as_str(), reason, suppressed, "refused request: {detail}");
+        }
+    }
+
+    /// Pushes a decoded payload into the pipelines. On success returns the
+    /// items that were dropped for invalid IDs (for `partial_success`).
+    pub(crate) async fn export(
+        &self,
+        transport: Transport,
+        mut payload: Payload,
+        client: ClientInfo,
+    ) -> Result<Option<Rejected>, ConsumeError> {
+        let signal = payload.signal();
+        let counters = &self.counters[&(signal, transport)];
+        let Some(consumer) = self.consumers.get(signal) else {
+            self.refuse_request(transport, "no_pipeline", signal.as_str());
+            return Err(ConsumeError::new(
+                crate::consumer::ErrorKind::InvalidArgument,
+                format!("no {signal} pipeline uses this receiver"),
+            ));
+        };
+        let rejected = payload.remove_invalid_ids();
+        if let Some(rejected) = &rejected {
+            counters.refused.add(rejected.items as u64);
+            if let Some(suppressed) = self.log.check() {
+                tracing::warn!(receiver = %self.id, transport = transport.as_str(), suppressed, "{}", rejected.message);
+            }
+        }
+        let items = payload.item_count() as u64;
+        if items == 0 && rejected.is_some() {
+            return Ok(rejected);
+        }
+        match consumer.consume(Telemetry { payload, client }).await {
+            Ok(()) => {
+                counters.accepted.add(items);
+                Ok(rejected)
+            }
+            Err(e) => {
+                counters.refused.add(items);
+                if let Some(suppressed) = self.log.check() {
+                    tracing::warn!(receiver = %self.id, transport = transport.as_str(), items, suppressed, error = %e, "pipeline refused data");
+                }
+                Err(e)
+            }
+        }
+    }
+}

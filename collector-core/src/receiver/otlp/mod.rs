@@ -1,0 +1,157 @@
+//! `otlp` receiver: traces, metrics and logs over OTLP/gRPC and OTLP/HTTP. Stability: beta.
+//!
+//! Data path: listener -> `grpc.rs` / `http.rs` (decompress, decode with
+//! limits) -> `ingest.rs` (drop invalid IDs, count) -> the pipelines' consumers.
+//! Refusals from downstream travel back as gRPC codes / HTTP statuses.
+
+mod config;
+mod cors;
+mod grpc;
+mod http;
+mod ingest;
+
+pub use config::{CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use grpc::{RawCodec, RawDecoder, RawEncoder};
+
+use crate::component::{
+    ComponentError, CreateContext, Factory, Host, Lifecycle, Receiver, ReceiverConsumers,
+    ReceiverFactory, Stability,
+};
+use crate::config::ConfigError;
+use crate::pdata::Signal;
+use crate::receiver::server::{self, Http2Settings, RunningServer};
+use async_trait::async_trait;
+use ingest::Ingest;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Builds `otlp` receivers.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OtlpReceiverFactory;
+
+impl Factory for OtlpReceiverFactory {
+    type Config = OtlpReceiverConfig;
+    fn type_name(&self) -> &'static str {
+        "otlp"
+    }
+    fn stability(&self) -> Stability {
+        Stability::Stable
+    }
+    fn validate(&self, config: &OtlpReceiverConfig) -> Result<(), ConfigError> {
+        config.validate()
+    }
+}
+
+impl ReceiverFactory for OtlpReceiverFactory {
+    fn signals(&self) -> &'static [Signal] {
+        &Signal::ALL
+    }
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &OtlpReceiverConfig,
+        consumers: ReceiverConsumers,
+    ) -> Result<Box<dyn Receiver>, ComponentError> {
+        Ok(Box::new(OtlpReceiver {
+            id: ctx.id.to_string(),
+            config: config.clone(),
+            host: ctx.host.clone(),
+            ingest: Arc::new(Ingest::new(&ctx.id.to_string(), &ctx.host, consumers)),
+            servers: Mutex::new(Vec::new()),
+        }))
+    }
+}
+
+/// A running `otlp` receiver.
+#[derive(Debug)]
+pub struct OtlpReceiver {
+    id: String,
+    config: OtlpReceiverConfig,
+    host: Arc<Host>,
+    ingest: Arc<Ingest>,
+    servers: Mutex<Vec<RunningServer>>,
+}
+
+impl OtlpReceiver {
+    fn start_grpc(&self, listener: Arc<tokio::net::TcpListener>, grpc: &GrpcConfig) -> RunningServer {
+        let max_recv_bytes = usize::try_from(grpc.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
+        let keepalive = grpc.keepalive.as_ref().and_then(|k| k.server_parameters.as_ref());
+        let http2 = Http2Settings {
+            max_concurrent_streams: (grpc.max_concurrent_streams > 0).then_some(grpc.max_concurrent_streams),
+            keepalive_interval: keepalive.and_then(|k| k.time),
+            keepalive_timeout: keepalive.and_then(|k| k.timeout),
+        };
+        let ingest = self.ingest.clone();
+        let include_metadata = grpc.include_metadata;
+        server::spawn(listener, http2, move |peer| {
+            let handler = grpc::GrpcHandler { ingest: ingest.clone(), max_recv_bytes, include_metadata, peer };
+            move |request| handler.clone().serve(request)
+        })
+    }
+
+    fn start_http(&self, listener: Arc<tokio::net::TcpListener>, config: &HttpConfig) -> RunningServer {
+        let settings = Arc::new(http::HttpSettings {
+            ingest: self.ingest.clone(),
+            traces_path: config.traces_url_path.clone(),
+            metrics_path: config.metrics_url_path.clone(),
+            logs_path: config.logs_url_path.clone(),
+            max_body: usize::try_from(config.max_request_body_size).unwrap_or(usize::MAX),
+            include_metadata: config.include_metadata,
+            cors: config.cors.as_ref().map(cors::Cors::new),
+            encodings: config
+                .compression_algorithms
+                .iter()
+                .filter_map(|name| crate::compression::Encoding::from_header(name))
+                .collect(),
+            response_headers: http::response_header_list(&config.response_headers),
+        });
+        server::spawn(listener, Http2Settings::default(), move |peer| {
+            let settings = settings.clone();
+            move |request| settings.clone().serve(peer, request)
+        })
+    }
+}
+
+/// Logs the bound address in a stable shape (`component`, `protocol`,
+/// `address` fields), so tools and tests can find ports bound as `:0`.
+fn log_listening(id: &str, protocol: &str, listener: &tokio::net::TcpListener) {
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(component = %id, protocol, address = %address, "listening");
+}
+
+#[async_trait]
+impl Lifecycle for OtlpReceiver {
+    async fn start(&self) -> Result<(), ComponentError> {
+        let protocols = &self.config.protocols;
+        let mut servers = Vec::new();
+        if let Some(grpc) = &protocols.grpc {
+            let listener = self.host.listeners.tcp(&format!("{}/grpc", self.id), &grpc.endpoint).await.map_err(|e| ComponentError::new(format!("grpc: {e}")))?;
+            log_listening(&self.id, "grpc", &listener);
+            servers.push(self.start_grpc(listener, grpc));
+        }
+        if let Some(http) = &protocols.http {
+            let listener = match self.host.listeners.tcp(&format!("{}/http", self.id), &http.endpoint).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    for server in servers {
+                        server.stop(Instant::now()).await;
+                    }
+                    return Err(ComponentError::new(format!("http: {e}")));
+                }
+            };
+            log_listening(&self.id, "http", &listener);
+            servers.push(self.start_http(listener, http));
+        }
+        *self.servers.lock() = servers;
+        Ok(())
+    }
+
+    async fn shutdown(&self, deadline: Instant) -> Result<(), ComponentError> {
+        let servers = std::mem::take(&mut *self.servers.lock());
+        for server in servers {
+            server.stop(deadline).await;
+        }
+        Ok(())
+    }
+}

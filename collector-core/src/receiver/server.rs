@@ -1,0 +1,100 @@
+//! The accept loop shared by network receivers: hyper connections on a pooled
+//! listener, stopped gracefully (in-flight requests finish) by a deadline.
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// HTTP/2 settings for a server (gRPC uses them; HTTP/1.1 servers ignore them).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Http2Settings {
+    pub(crate) max_concurrent_streams: Option<u32>,
+    pub(crate) keepalive_interval: Option<std::time::Duration>,
+    pub(crate) keepalive_timeout: Option<std::time::Duration>,
+}
+
+/// A running server; dropping it does not stop it, [`RunningServer::stop`] does.
+#[derive(Debug)]
+pub(crate) struct RunningServer {
+    stop: CancellationToken,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and waits until they
+    /// did or `deadline` passed.
+    pub(crate) async fn stop(mut self, deadline: Instant) {
+        self.stop.cancel();
+        let wait = self.done.wait_for(|done| *done);
+        let _ = tokio::time::timeout_at(deadline.into(), wait).await;
+    }
+}
+
+/// Serves `make_service(peer)` for each connection accepted on `listener`.
+pub(crate) fn spawn<F, S, Fut, B>(
+    listener: Arc<TcpListener>,
+    http2: Http2Settings,
+    make_service: F,
+) -> RunningServer
+where
+    F: Fn(Option<SocketAddr>) -> S + Send + 'static,
+    S: Fn(http::Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<http::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stop = CancellationToken::new();
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        {
+            let mut h2 = builder.http2();
+            h2.max_concurrent_streams(http2.max_concurrent_streams);
+            if let Some(interval) = http2.keepalive_interval {
+                h2.keep_alive_interval(interval);
+                h2.timer(hyper_util::rt::TokioTimer::new());
+            }
+            if let Some(timeout) = http2.keepalive_timeout {
+                h2.keep_alive_timeout(timeout);
+            }
+        }
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = token.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let service = make_service(Some(peer));
+            let service = hyper::service::service_fn(move |req| (service.clone())(req));
+            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+        let _ = done_tx.send(true);
+    });
+    RunningServer { stop, done }
+}

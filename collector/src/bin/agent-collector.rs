@@ -1,0 +1,5 @@
+//! `agent-collector`: see the README's "Collectors" section.
+
+fn main() -> std::process::ExitCode {
+    collector::cli::main(collector::role::Role::Agent)
+}
