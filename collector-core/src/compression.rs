@@ -72,7 +72,10 @@ impl Encoding {
     /// Decompresses `data`, failing as soon as the output passes `limit`
     /// bytes: at most `limit + 1` bytes are ever produced.
     pub fn decompress(self, data: &[u8], limit: usize) -> Result<Vec<u8>, DecompressError> {
-        let invalid = |e: &dyn std::fmt::Display| DecompressError::Invalid { encoding: self.as_str(), reason: e.to_string() };
+        let invalid = |e: &dyn std::fmt::Display| DecompressError::Invalid {
+            encoding: self.as_str(),
+            reason: e.to_string(),
+        };
         match self {
             Encoding::Identity => {
                 if data.len() > limit {
@@ -87,15 +90,19 @@ impl Encoding {
                 read_limited(decoder, limit, self)
             }
             Encoding::Lz4 => read_limited(lz4_flex::frame::FrameDecoder::new(data), limit, self),
-            Encoding::SnappyFramed => read_limited(snap::read::FrameDecoder::new(data), limit, self),
+            Encoding::SnappyFramed => {
+                read_limited(snap::read::FrameDecoder::new(data), limit, self)
+            }
             Encoding::Snappy => {
                 // The block format states its length up front: check it before allocating.
                 match snap::raw::decompress_len(data) {
                     Ok(len) if len > limit => Err(DecompressError::TooLarge { limit }),
                     Ok(_) => match snap::raw::Decoder::new().decompress_vec(data) {
                         Ok(out) => Ok(out),
-                        Err(block_err) => read_limited(snap::read::FrameDecoder::new(data), limit, self)
-                            .map_err(|_| invalid(&block_err)),
+                        Err(block_err) => {
+                            read_limited(snap::read::FrameDecoder::new(data), limit, self)
+                                .map_err(|_| invalid(&block_err))
+                        }
                     },
                     Err(_) => read_limited(snap::read::FrameDecoder::new(data), limit, self),
                 }
@@ -114,16 +121,20 @@ impl Encoding {
                 e.finish()
             }
             Encoding::Deflate => {
-                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
                 e.write_all(data)?;
                 e.finish()
             }
             Encoding::Zstd => zstd::bulk::compress(data, 1),
-            Encoding::Snappy => snap::raw::Encoder::new().compress_vec(data).map_err(std::io::Error::other),
+            Encoding::Snappy => snap::raw::Encoder::new()
+                .compress_vec(data)
+                .map_err(std::io::Error::other),
             Encoding::SnappyFramed => {
                 let mut e = snap::write::FrameEncoder::new(Vec::new());
                 e.write_all(data)?;
-                e.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+                e.into_inner()
+                    .map_err(|e| std::io::Error::other(e.to_string()))
             }
             Encoding::Lz4 => {
                 let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
@@ -134,13 +145,20 @@ impl Encoding {
     }
 }
 
-fn read_limited(reader: impl Read, limit: usize, encoding: Encoding) -> Result<Vec<u8>, DecompressError> {
+fn read_limited(
+    reader: impl Read,
+    limit: usize,
+    encoding: Encoding,
+) -> Result<Vec<u8>, DecompressError> {
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    reader.take(cap).read_to_end(&mut out).map_err(|e| DecompressError::Invalid {
-        encoding: encoding.as_str(),
-        reason: e.to_string(),
-    })?;
+    reader
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| DecompressError::Invalid {
+            encoding: encoding.as_str(),
+            reason: e.to_string(),
+        })?;
     if out.len() > limit {
         return Err(DecompressError::TooLarge { limit });
     }
@@ -177,14 +195,20 @@ mod tests {
         for encoding in ALL {
             let packed = encoding.compress(&zeros).unwrap_or_default();
             let result = encoding.decompress(&packed, 1 << 20);
-            assert!(matches!(result, Err(DecompressError::TooLarge { .. })), "{encoding:?}: {result:?}");
+            assert!(
+                matches!(result, Err(DecompressError::TooLarge { .. })),
+                "{encoding:?}: {result:?}"
+            );
         }
     }
 
     #[test]
     fn garbage_is_invalid_not_a_panic() {
         for encoding in ALL.into_iter().skip(1) {
-            assert!(encoding.decompress(b"\xff\x00garbage", 1 << 20).is_err(), "{encoding:?}");
+            assert!(
+                encoding.decompress(b"\xff\x00garbage", 1 << 20).is_err(),
+                "{encoding:?}"
+            );
         }
         assert_eq!(Encoding::from_header("br"), None);
         assert_eq!(Encoding::from_header("GZIP"), Some(Encoding::Gzip));

@@ -101,7 +101,10 @@ impl Service {
         };
         pipelines.start().await?;
         if let Some(listener) = listener {
-            let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            let address = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             tracing::info!(component = "telemetry", protocol = "prometheus", address = %address, "listening");
             tokio::spawn(observe::serve_prometheus(
                 listener,
@@ -157,7 +160,9 @@ impl Service {
     /// Builds the new generation from the config sources; on any error keeps
     /// the current one and logs why.
     async fn reload(&self, current: Generation) -> Generation {
-        let config = match config::load(&self.options.sources, &self.options.overrides) {
+        let checked = config::load(&self.options.sources, &self.options.overrides)
+            .and_then(|config| pipeline::plan(&config, &self.factories).map(|_| config));
+        let config = match checked {
             Ok(config) => config,
             Err(e) => {
                 tracing::error!(error = %e, "new configuration rejected; keeping the running one");

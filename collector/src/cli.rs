@@ -51,11 +51,21 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 impl Cli {
     fn options(&self, role: Role) -> ServiceOptions {
         let sources = if self.config.is_empty() {
-            vec![ConfigSource::Text { label: format!("{} embedded config", role.binary()), yaml: role.default_config().to_string() }]
+            vec![ConfigSource::Text {
+                label: format!("{} embedded config", role.binary()),
+                yaml: role.default_config().to_string(),
+            }]
         } else {
-            self.config.iter().map(|arg| ConfigSource::from_arg(arg)).collect()
+            self.config
+                .iter()
+                .map(|arg| ConfigSource::from_arg(arg))
+                .collect()
         };
-        ServiceOptions { sources, overrides: self.set.clone(), shutdown_timeout: self.shutdown_timeout }
+        ServiceOptions {
+            sources,
+            overrides: self.set.clone(),
+            shutdown_timeout: self.shutdown_timeout,
+        }
     }
 }
 

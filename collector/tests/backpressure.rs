@@ -66,8 +66,16 @@ service:
     )
 }
 
-fn span_ids(request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> Vec<Vec<u8>> {
-    request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).map(|s| s.span_id.clone()).collect()
+fn span_ids(
+    request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Vec<Vec<u8>> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| s.span_id.clone())
+        .collect()
 }
 
 #[test]
@@ -83,7 +91,13 @@ fn a_stalled_downstream_turns_into_429_and_nothing_acknowledged_is_lost() {
     let mut retry_after_seen = false;
     for seed in 0..=250u8 {
         let request = make_traces(seed, 1, 10, "backpressure-test");
-        let response = http_request(addr, "POST", "/v1/traces", &[("Content-Type", "application/x-protobuf")], &request.encode_to_vec());
+        let response = http_request(
+            addr,
+            "POST",
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &request.encode_to_vec(),
+        );
         match response.status {
             200 => accepted.extend(span_ids(&request)),
             429 | 503 => {
@@ -96,12 +110,25 @@ fn a_stalled_downstream_turns_into_429_and_nothing_acknowledged_is_lost() {
             break;
         }
     }
-    assert!(refused >= 20, "a stalled downstream must cause refusals; accepted {} spans", accepted.len());
+    assert!(
+        refused >= 20,
+        "a stalled downstream must cause refusals; accepted {} spans",
+        accepted.len()
+    );
     assert!(retry_after_seen, "429 answers carry Retry-After");
-    let refused_metric = agent.metric("otelcol_receiver_refused_spans_total", &[("transport", "http")]);
-    assert!(refused_metric >= 200.0, "refusals are counted: {refused_metric}");
+    let refused_metric = agent.metric(
+        "otelcol_receiver_refused_spans_total",
+        &[("transport", "http")],
+    );
+    assert!(
+        refused_metric >= 200.0,
+        "refusals are counted: {refused_metric}"
+    );
     let rss = agent.metric("otelcol_process_memory_rss", &[]);
-    assert!(rss < 200.0 * 1024.0 * 1024.0, "bounded memory while refusing: {rss} bytes");
+    assert!(
+        rss < 200.0 * 1024.0 * 1024.0,
+        "bounded memory while refusing: {rss} bytes"
+    );
 
     downstream.signal(libc::SIGCONT);
     let received = eventually(

@@ -8,7 +8,10 @@ use collector_core::pipeline;
 fn check(yaml: &str) -> Result<(), ConfigErrors> {
     let factories = collector::components::all().expect("components");
     let value = load::load_sources(
-        &[load::ConfigSource::Text { label: "test".into(), yaml: yaml.into() }],
+        &[load::ConfigSource::Text {
+            label: "test".into(),
+            yaml: yaml.into(),
+        }],
         &[],
         &|name| (name == "TEST_PORT").then(|| "4317".to_string()),
     )?;
@@ -151,9 +154,8 @@ service:
 
 #[test]
 fn old_metrics_address_form_is_accepted() {
-    let yaml = with_pipeline(
-        "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: }\n",
-    ) + "  telemetry:\n    metrics:\n      address: 0.0.0.0:8888\n";
+    let yaml = with_pipeline("receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: }\n")
+        + "  telemetry:\n    metrics:\n      address: 0.0.0.0:8888\n";
     check(&yaml).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -240,14 +242,24 @@ fn bad_component_configs_name_the_path_and_the_expectation() {
             Err(e) => e,
         };
         let found = errors.0.iter().find(|e| e.path == *path);
-        let Some(error) = found else { panic!("no error at {path}; got: {errors}") };
-        assert!(error.message.contains(words), "{path}: {:?} lacks {words:?}", error.message);
+        let Some(error) = found else {
+            panic!("no error at {path}; got: {errors}")
+        };
+        assert!(
+            error.message.contains(words),
+            "{path}: {:?} lacks {words:?}",
+            error.message
+        );
     }
 }
 
 /// (service section, expected path, expected words)
 const BAD_SERVICE: &[(&str, &str, &str)] = &[
-    ("service:\n  pipelines: {}", "service.pipelines", "at least one pipeline"),
+    (
+        "service:\n  pipelines: {}",
+        "service.pipelines",
+        "at least one pipeline",
+    ),
     (
         "service:\n  pipelines:\n    traces: {exporters: [debug]}",
         "service.pipelines.traces.receivers",
@@ -293,14 +305,22 @@ const BAD_SERVICE: &[(&str, &str, &str)] = &[
 #[test]
 fn bad_service_sections_name_the_path_and_the_expectation() {
     for (service, path, words) in BAD_SERVICE {
-        let yaml = format!("receivers: {{otlp: {{protocols: {{grpc: }}}}}}\nprocessors: {{batch: }}\nexporters: {{debug: }}\n{service}\n");
+        let yaml = format!(
+            "receivers: {{otlp: {{protocols: {{grpc: }}}}}}\nprocessors: {{batch: }}\nexporters: {{debug: }}\n{service}\n"
+        );
         let errors = match check(&yaml) {
             Ok(()) => panic!("accepted:\n{yaml}"),
             Err(e) => e,
         };
         let found = errors.0.iter().find(|e| e.path.starts_with(path));
-        let Some(error) = found else { panic!("no error at {path}; got: {errors}") };
-        assert!(error.message.contains(words), "{path}: {:?} lacks {words:?}", error.message);
+        let Some(error) = found else {
+            panic!("no error at {path}; got: {errors}")
+        };
+        assert!(
+            error.message.contains(words),
+            "{path}: {:?} lacks {words:?}",
+            error.message
+        );
     }
 }
 
@@ -309,17 +329,29 @@ fn every_problem_is_reported_not_just_the_first() {
     let yaml = "receivers: {otlp: {protocols: {}}, nope: }\nexporters: {debug: {verbosity: loud}}\nservice:\n  pipelines:\n    traces: {receivers: [otlp], exporters: [otlp/x]}\n";
     let errors = check(yaml).expect_err("invalid");
     let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
-    for want in ["receivers.otlp.protocols", "receivers.nope", "exporters.debug.verbosity", "service.pipelines.traces.exporters[0]"] {
+    for want in [
+        "receivers.otlp.protocols",
+        "receivers.nope",
+        "exporters.debug.verbosity",
+        "service.pipelines.traces.exporters[0]",
+    ] {
         assert!(paths.contains(&want), "missing {want} in {paths:?}");
     }
 }
 
 #[test]
 fn environment_references_with_unknown_providers_are_errors() {
-    let yaml = with_pipeline("receivers: {otlp: {protocols: {grpc: {endpoint: '${file:/etc/x}'}}}}\nexporters: {debug: }");
+    let yaml = with_pipeline(
+        "receivers: {otlp: {protocols: {grpc: {endpoint: '${file:/etc/x}'}}}}\nexporters: {debug: }",
+    );
     let errors = check(&yaml).expect_err("invalid");
     assert_eq!(errors.0[0].path, "receivers.otlp.protocols.grpc.endpoint");
-    assert!(errors.0[0].message.contains("unsupported config provider \"file\""), "{errors}");
+    assert!(
+        errors.0[0]
+            .message
+            .contains("unsupported config provider \"file\""),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -8,9 +8,20 @@ use std::process::Command;
 mod support;
 
 fn validate(binary: &str, file: &str) -> (bool, String) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file);
-    let output = Command::new(support::binary(binary)).arg("validate").arg("--config").arg(&path).output().expect("run validate");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    let output = Command::new(support::binary(binary))
+        .arg("validate")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run validate");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     (output.status.success(), text)
 }
 
@@ -19,7 +30,11 @@ fn unknown_types(text: &str) -> Vec<String> {
     let mut paths: Vec<String> = text
         .lines()
         .filter(|l| l.contains(": unknown ") && l.contains(" type \""))
-        .filter_map(|l| l.trim().split(": ").next().map(str::to_string))
+        .filter_map(|l| {
+            let l = l.trim();
+            let l = l.strip_prefix("invalid configuration: ").unwrap_or(l);
+            l.split(": ").next().map(str::to_string)
+        })
         .collect();
     paths.sort();
     paths
@@ -29,37 +44,72 @@ fn unknown_types(text: &str) -> Vec<String> {
 fn agent_config_lacks_only_the_loadbalancing_exporter() {
     let (ok, text) = validate("agent-collector", "original-agent.yaml");
     assert!(!ok);
-    assert_eq!(unknown_types(&text), ["exporters.loadbalancing/gateway"], "{text}");
-    assert!(!text.contains("references"), "only unknown types expected:\n{text}");
+    assert_eq!(
+        unknown_types(&text),
+        ["exporters.loadbalancing/gateway"],
+        "{text}"
+    );
+    assert!(
+        !text.contains("references"),
+        "only unknown types expected:\n{text}"
+    );
 }
 
 #[test]
 fn gateway_config_lacks_only_tail_sampling_and_opamp() {
     let (ok, text) = validate("gateway-collector", "original-gateway.yaml");
     assert!(!ok);
-    assert_eq!(unknown_types(&text), ["extensions.opamp", "processors.tail_sampling"], "{text}");
+    assert_eq!(
+        unknown_types(&text),
+        ["extensions.opamp", "processors.tail_sampling"],
+        "{text}"
+    );
 }
 
 #[test]
 fn browser_config_lacks_only_the_loadbalancing_exporter() {
     let (ok, text) = validate("browser-collector", "original-browser.yaml");
     assert!(!ok);
-    assert_eq!(unknown_types(&text), ["exporters.loadbalancing/gateway"], "{text}");
+    assert_eq!(
+        unknown_types(&text),
+        ["exporters.loadbalancing/gateway"],
+        "{text}"
+    );
 }
 
 #[test]
 fn validate_accepts_the_embedded_defaults_and_exits_zero() {
     for binary in ["agent-collector", "gateway-collector", "browser-collector"] {
-        let output = Command::new(support::binary(binary)).arg("validate").output().expect("run validate");
-        assert!(output.status.success(), "{binary}: {}", String::from_utf8_lossy(&output.stderr));
+        let output = Command::new(support::binary(binary))
+            .arg("validate")
+            .output()
+            .expect("run validate");
+        assert!(
+            output.status.success(),
+            "{binary}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 
 #[test]
 fn components_lists_what_is_built_in() {
-    let output = Command::new(support::binary("gateway-collector")).arg("components").output().expect("run components");
+    let output = Command::new(support::binary("gateway-collector"))
+        .arg("components")
+        .output()
+        .expect("run components");
     let text = String::from_utf8_lossy(&output.stdout);
-    for want in ["receiver   otlp", "processor  batch", "processor  resource", "processor  memory_limiter", "exporter   otlp", "exporter   otlp_grpc", "exporter   debug", "exporter   file", "extension  health_check"] {
+    for want in [
+        "receiver   otlp",
+        "processor  batch",
+        "processor  resource",
+        "processor  memory_limiter",
+        "exporter   otlp",
+        "exporter   otlp_grpc",
+        "exporter   debug",
+        "exporter   file",
+        "extension  health_check",
+    ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
 }

@@ -1,5 +1,5 @@
 //! Exporters of the ollyscale-otel collectors, reading otelcol-contrib's
-//! config keys: [`otlp`] (gRPC), [`debug`], [`file`], and the exporter
+//! config keys: [`otlp`] (gRPC), [`debug`], [`file`](mod@file), and the exporter
 //! [`helper`] (sending queue, retry, timeout) the network exporters share.
 //!
 //! Data path: pipeline fanout -> exporter `consume` -> (network exporters)

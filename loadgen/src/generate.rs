@@ -6,11 +6,17 @@ use collector_core::pdata::json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, InstrumentationScope, KeyValue, any_value::Value,
+};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point};
+use opentelemetry_proto::tonic::metrics::v1::{
+    Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric, number_data_point,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, status::StatusCode};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, status::StatusCode,
+};
 use prost::Message;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,11 +29,20 @@ fn mix(mut x: u64) -> u64 {
 }
 
 fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 fn string_kv(key: &str, value: String) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(Value::StringValue(value)) }), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
 }
 
 fn attributes(args: &Args, salt: u64) -> Vec<KeyValue> {
@@ -45,11 +60,18 @@ fn attributes(args: &Args, salt: u64) -> Vec<KeyValue> {
 
 fn resource(args: &Args, n: u64) -> Resource {
     let service = &args.services[(n as usize) % args.services.len()];
-    Resource { attributes: vec![string_kv("service.name", service.clone())], ..Default::default() }
+    Resource {
+        attributes: vec![string_kv("service.name", service.clone())],
+        ..Default::default()
+    }
 }
 
 fn scope() -> Option<InstrumentationScope> {
-    Some(InstrumentationScope { name: "otel-loadgen".into(), version: env!("CARGO_PKG_VERSION").into(), ..Default::default() })
+    Some(InstrumentationScope {
+        name: "otel-loadgen".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    })
 }
 
 /// Request number `n`, encoded for the chosen protocol.
@@ -70,7 +92,10 @@ pub(crate) fn request(args: &Args, n: u64) -> Bytes {
                     root_id.clear();
                     error = (mix(t ^ 7) as f64 / u64::MAX as f64) < args.error_ratio;
                 }
-                let span_id = mix(seed ^ (i as u64).wrapping_mul(31) ^ 0xABCD).max(1).to_be_bytes().to_vec();
+                let span_id = mix(seed ^ (i as u64).wrapping_mul(31) ^ 0xABCD)
+                    .max(1)
+                    .to_be_bytes()
+                    .to_vec();
                 let parent = root_id.clone();
                 if root_id.is_empty() {
                     root_id = span_id.clone();
@@ -84,18 +109,29 @@ pub(crate) fn request(args: &Args, n: u64) -> Bytes {
                     start_time_unix_nano: now - 1_000_000,
                     end_time_unix_nano: now,
                     attributes: attributes(args, seed ^ i as u64),
-                    status: error.then(|| Status { code: StatusCode::Error as i32, message: "loadgen error".into() }),
+                    status: error.then(|| Status {
+                        code: StatusCode::Error as i32,
+                        message: "loadgen error".into(),
+                    }),
                     ..Default::default()
                 });
             }
             let request = ExportTraceServiceRequest {
                 resource_spans: vec![ResourceSpans {
                     resource: Some(resource(args, n)),
-                    scope_spans: vec![ScopeSpans { scope: scope(), spans, ..Default::default() }],
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope(),
+                        spans,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
             };
-            if args.protocol == Protocol::HttpJson { json::encode_traces(&request) } else { request.encode_to_vec() }
+            if args.protocol == Protocol::HttpJson {
+                json::encode_traces(&request)
+            } else {
+                request.encode_to_vec()
+            }
         }
         SignalArg::Metrics => {
             let data_points = (0..args.items_per_request)
@@ -121,7 +157,11 @@ pub(crate) fn request(args: &Args, n: u64) -> Bytes {
                     ..Default::default()
                 }],
             };
-            if args.protocol == Protocol::HttpJson { json::encode_metrics(&request) } else { request.encode_to_vec() }
+            if args.protocol == Protocol::HttpJson {
+                json::encode_metrics(&request)
+            } else {
+                request.encode_to_vec()
+            }
         }
         SignalArg::Logs => {
             let log_records = (0..args.items_per_request)
@@ -129,7 +169,9 @@ pub(crate) fn request(args: &Args, n: u64) -> Bytes {
                     time_unix_nano: now,
                     severity_number: 9,
                     severity_text: "INFO".into(),
-                    body: Some(AnyValue { value: Some(Value::StringValue(format!("loadgen log line {i}"))) }),
+                    body: Some(AnyValue {
+                        value: Some(Value::StringValue(format!("loadgen log line {i}"))),
+                    }),
                     attributes: attributes(args, seed ^ i as u64),
                     ..Default::default()
                 })
@@ -137,11 +179,19 @@ pub(crate) fn request(args: &Args, n: u64) -> Bytes {
             let request = ExportLogsServiceRequest {
                 resource_logs: vec![ResourceLogs {
                     resource: Some(resource(args, n)),
-                    scope_logs: vec![ScopeLogs { scope: scope(), log_records, ..Default::default() }],
+                    scope_logs: vec![ScopeLogs {
+                        scope: scope(),
+                        log_records,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
             };
-            if args.protocol == Protocol::HttpJson { json::encode_logs(&request) } else { request.encode_to_vec() }
+            if args.protocol == Protocol::HttpJson {
+                json::encode_logs(&request)
+            } else {
+                request.encode_to_vec()
+            }
         }
     };
     Bytes::from(encoded)

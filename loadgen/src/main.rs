@@ -40,7 +40,10 @@ pub enum SignalArg {
 
 /// Command line.
 #[derive(Debug, Parser)]
-#[command(version, about = "Send OTLP load to a collector and report what got through")]
+#[command(
+    version,
+    about = "Send OTLP load to a collector and report what got through"
+)]
 pub struct Args {
     /// Where to send: host:port (gRPC) or http://host:port (HTTP).
     #[arg(long, default_value = "127.0.0.1:4317")]
@@ -113,7 +116,10 @@ fn main() -> anyhow::Result<()> {
     if !matches!(args.compression.as_str(), "none" | "gzip") {
         bail!("--compression must be none or gzip");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
     runtime.block_on(run(args))
 }
 
@@ -127,7 +133,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let next_request = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (args, pool, client, tally, next_request) = (args.clone(), pool.clone(), client.clone(), tally.clone(), next_request.clone());
+        let (args, pool, client, tally, next_request) = (
+            args.clone(),
+            pool.clone(),
+            client.clone(),
+            tally.clone(),
+            next_request.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             loop {
                 let n = next_request.fetch_add(1, Ordering::Relaxed);
@@ -137,13 +149,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 }
                 if args.rate > 0 {
                     // Pace by schedule: request n is due at n * items / rate.
-                    let due = started + Duration::from_secs_f64(items_before as f64 / args.rate as f64);
+                    let due =
+                        started + Duration::from_secs_f64(items_before as f64 / args.rate as f64);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 if Instant::now() >= deadline {
                     break;
                 }
-                let body = if args.unique { generate::request(&args, n) } else { pool[(n as usize) % pool.len()].clone() };
+                let body = if args.unique {
+                    generate::request(&args, n)
+                } else {
+                    pool[(n as usize) % pool.len()].clone()
+                };
                 let items = args.items_per_request as u64;
                 tally.sent_items.fetch_add(items, Ordering::Relaxed);
                 match client.send(body).await {
@@ -182,8 +199,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         println!(
             "sent {} {:?} items in {:.2}s: {} accepted ({:.0}/s), {} requests refused (backpressure), {} failed",
-            summary["sent_items"], args.signal, elapsed, ok, summary["items_per_second"].as_f64().unwrap_or(0.0),
-            summary["refused_requests"], summary["failed_requests"],
+            summary["sent_items"],
+            args.signal,
+            elapsed,
+            ok,
+            summary["items_per_second"].as_f64().unwrap_or(0.0),
+            summary["refused_requests"],
+            summary["failed_requests"],
         );
     }
     Ok(())

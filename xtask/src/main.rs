@@ -2,13 +2,18 @@
 //!
 //! - `cargo xtask setup` installs what the test-suite needs (idempotent).
 //! - `cargo xtask ci` runs everything CI runs, in order, stopping at the first failure.
+//! - `cargo xtask demo` runs the collectors on loopback with traffic (see demo.rs).
+//! - `cargo xtask loadgen -- ...` runs the load generator.
+//! - `cargo xtask bench` measures our agent against Rotel and a byte-relay floor (see bench.rs).
 //! - `cargo xtask env` prints the `OLLY_*` variables that the tests read, as shell exports.
 //!
 //! This crate uses std, clap and anyhow only, and none of the project's crates, so it
 //! builds (and can install things) before the rest of the workspace compiles.
 
+mod bench;
 mod ci;
 mod cmd;
+mod demo;
 mod paths;
 mod setup;
 
@@ -38,6 +43,16 @@ enum Command {
         #[arg(long)]
         skip_setup: bool,
     },
+    /// Run agent -> gateway and the browser collector on loopback, drive traffic
+    /// through them and print what each stage did; they run until Ctrl-C.
+    Demo {
+        /// Stop the collectors after printing the table instead of waiting for Ctrl-C.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Measure spans per CPU-second, throughput and peak RSS of our agent, Rotel and
+    /// a byte-relay floor side by side (release build; writes target/bench/results.json).
+    Bench(bench::BenchArgs),
     /// Send OTLP load with `otel-loadgen` (built in release mode); arguments
     /// after `--` go to it, e.g. `cargo xtask loadgen -- --rate 10000 --duration 5s`.
     Loadgen {
@@ -55,9 +70,22 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup => setup::run(),
         Command::Ci { skip_setup } => ci::run(skip_setup),
+        Command::Demo { no_wait } => demo::run(no_wait),
+        Command::Bench(args) => bench::run(args),
         Command::Loadgen { args } => {
             let mut command = cmd::cargo();
-            command.args(["run", "--quiet", "--release", "-p", "loadgen", "--bin", "otel-loadgen", "--"]).args(args);
+            command
+                .args([
+                    "run",
+                    "--quiet",
+                    "--release",
+                    "-p",
+                    "loadgen",
+                    "--bin",
+                    "otel-loadgen",
+                    "--",
+                ])
+                .args(args);
             cmd::run_inherited(&mut command)
         }
         Command::Env => {

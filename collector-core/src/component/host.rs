@@ -57,7 +57,10 @@ impl ListenerPool {
     /// The bound local address of an owner's listener.
     pub fn local_addr(&self, owner: &str, endpoint: &str) -> Option<SocketAddr> {
         let key = (owner.to_string(), endpoint.to_string());
-        self.listeners.lock().get(&key).and_then(|l| l.local_addr().ok())
+        self.listeners
+            .lock()
+            .get(&key)
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// Closes listeners no component holds any more.

@@ -58,12 +58,12 @@ impl FromStr for ComponentId {
                 "invalid component id {s:?}: the type must start with a letter and contain only letters, digits and '_'"
             ));
         }
-        if let Some(name) = name {
-            if name.is_empty() || name.chars().any(char::is_whitespace) {
-                return Err(format!(
-                    "invalid component id {s:?}: the name after '/' must be non-empty without spaces"
-                ));
-            }
+        if let Some(name) = name
+            && (name.is_empty() || name.chars().any(char::is_whitespace))
+        {
+            return Err(format!(
+                "invalid component id {s:?}: the name after '/' must be non-empty without spaces"
+            ));
         }
         Ok(Self::new(kind, name))
     }

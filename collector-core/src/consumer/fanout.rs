@@ -29,10 +29,10 @@ impl Fanout {
 
     /// One consumer as-is, or a fanout over several.
     pub fn over(mut consumers: Vec<Arc<dyn Consumer>>) -> Arc<dyn Consumer> {
-        if consumers.len() == 1 {
-            if let Some(only) = consumers.pop() {
-                return only;
-            }
+        if consumers.len() == 1
+            && let Some(only) = consumers.pop()
+        {
+            return only;
         }
         Arc::new(Self::new(consumers))
     }

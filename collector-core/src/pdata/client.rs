@@ -15,7 +15,10 @@ pub struct ClientInfo {
 impl ClientInfo {
     /// Client information with only a peer address.
     pub fn from_addr(addr: Option<SocketAddr>) -> Self {
-        Self { addr, metadata: None }
+        Self {
+            addr,
+            metadata: None,
+        }
     }
 
     /// Client information with metadata. Keys are stored lower-case.

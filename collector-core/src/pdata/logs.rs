@@ -39,14 +39,14 @@ impl SignalRequest for ExportLogsServiceRequest {
             whole += 1;
         }
         front.scope_logs.extend(resource.scope_logs.drain(..whole));
-        if left > 0 {
-            if let Some(scope) = resource.scope_logs.first_mut() {
-                front.scope_logs.push(ScopeLogs {
-                    scope: scope.scope.clone(),
-                    log_records: scope.log_records.drain(..left).collect(),
-                    schema_url: scope.schema_url.clone(),
-                });
-            }
+        if left > 0
+            && let Some(scope) = resource.scope_logs.first_mut()
+        {
+            front.scope_logs.push(ScopeLogs {
+                scope: scope.scope.clone(),
+                log_records: scope.log_records.drain(..left).collect(),
+                schema_url: scope.schema_url.clone(),
+            });
         }
         front
     }

@@ -67,10 +67,10 @@ fn split_scope(scope: &mut ScopeMetrics, n: usize) -> ScopeMetrics {
         whole += 1;
     }
     let mut metrics: Vec<Metric> = scope.metrics.drain(..whole).collect();
-    if left > 0 {
-        if let Some(metric) = scope.metrics.first_mut() {
-            metrics.push(split_metric(metric, left));
-        }
+    if left > 0
+        && let Some(metric) = scope.metrics.first_mut()
+    {
+        metrics.push(split_metric(metric, left));
     }
     ScopeMetrics {
         scope: scope.scope.clone(),
@@ -110,10 +110,10 @@ impl SignalRequest for ExportMetricsServiceRequest {
             whole += 1;
         }
         let mut scope_metrics: Vec<ScopeMetrics> = resource.scope_metrics.drain(..whole).collect();
-        if left > 0 {
-            if let Some(scope) = resource.scope_metrics.first_mut() {
-                scope_metrics.push(split_scope(scope, left));
-            }
+        if left > 0
+            && let Some(scope) = resource.scope_metrics.first_mut()
+        {
+            scope_metrics.push(split_scope(scope, left));
         }
         ResourceMetrics {
             resource: resource.resource.clone(),

@@ -11,9 +11,9 @@
 
 mod client;
 pub mod json;
-pub mod rpc;
 mod logs;
 mod metrics;
+pub mod rpc;
 mod signal;
 mod telemetry;
 mod traces;

@@ -69,18 +69,25 @@ impl RpcStatus {
             })
             .into_iter()
             .collect();
-        Self { code, message: message.into(), details }
+        Self {
+            code,
+            message: message.into(),
+            details,
+        }
     }
 
     /// The retry delay carried in the details, if any.
     pub fn retry_delay(&self) -> Option<Duration> {
-        self.details.iter().filter(|d| d.type_url == RETRY_INFO_TYPE_URL).find_map(|d| {
-            let info = RetryInfo::decode(d.value.as_slice()).ok()?;
-            let delay = info.retry_delay?;
-            let secs = u64::try_from(delay.seconds).ok()?;
-            let nanos = u32::try_from(delay.nanos).ok()?;
-            Some(Duration::new(secs, nanos))
-        })
+        self.details
+            .iter()
+            .filter(|d| d.type_url == RETRY_INFO_TYPE_URL)
+            .find_map(|d| {
+                let info = RetryInfo::decode(d.value.as_slice()).ok()?;
+                let delay = info.retry_delay?;
+                let secs = u64::try_from(delay.seconds).ok()?;
+                let nanos = u32::try_from(delay.nanos).ok()?;
+                Some(Duration::new(secs, nanos))
+            })
     }
 }
 

@@ -40,8 +40,11 @@ pub enum BatchError {
 pub struct Batch<R: SignalRequest> {
     request: R,
     items: usize,
-    /// Protobuf encoding of `request`, kept while it is known to be exact.
-    encoded: Option<Bytes>,
+    /// Protobuf encoding of `request`, kept while it is known to be exact: the
+    /// received requests' bytes, one segment per merged request. Protobuf
+    /// messages concatenate, so the segments in order encode the whole
+    /// request, and merging stays O(1) per request instead of copying.
+    encoded: Option<Vec<Bytes>>,
 }
 
 impl<R: SignalRequest> Default for Batch<R> {
@@ -65,7 +68,7 @@ impl<R: SignalRequest> Batch<R> {
     pub fn decode(bytes: Bytes) -> Result<Self, BatchError> {
         let request = R::decode(bytes.clone())?;
         let mut batch = Self::new(request);
-        batch.encoded = Some(bytes);
+        batch.encoded = Some(vec![bytes]);
         Ok(batch)
     }
 
@@ -102,18 +105,51 @@ impl<R: SignalRequest> Batch<R> {
         out
     }
 
-    /// The protobuf encoding: the received bytes when unmodified, else a fresh encoding.
+    /// The protobuf encoding: the received bytes when unmodified (no copy for
+    /// a single request), else a fresh encoding.
     pub fn to_protobuf(&self) -> Bytes {
-        match &self.encoded {
-            Some(bytes) => bytes.clone(),
+        match self.encoded.as_deref() {
+            Some([one]) => one.clone(),
+            Some(segments) => {
+                let mut joined = Vec::with_capacity(segments.iter().map(Bytes::len).sum());
+                for segment in segments {
+                    joined.extend_from_slice(segment);
+                }
+                Bytes::from(joined)
+            }
             None => Bytes::from(self.request.encode_to_vec()),
+        }
+    }
+
+    /// The protobuf encoding as segments that concatenate to the request: the
+    /// received bytes when unmodified (cheap reference-counted clones), else
+    /// one fresh encoding. Lets a transport copy each byte once, into its frame.
+    pub fn protobuf_segments(&self) -> Vec<Bytes> {
+        match &self.encoded {
+            Some(segments) => segments.clone(),
+            None => vec![Bytes::from(self.request.encode_to_vec())],
+        }
+    }
+
+    /// Writes the protobuf encoding into `dst` (the received bytes when
+    /// unmodified), without an intermediate buffer.
+    pub fn write_protobuf(&self, dst: &mut impl bytes::BufMut) {
+        match &self.encoded {
+            Some(segments) => {
+                for segment in segments {
+                    dst.put_slice(segment);
+                }
+            }
+            // Encoding into a BufMut only fails when it lacks room, and a
+            // growable buffer never does.
+            None => drop(self.request.encode(dst)),
         }
     }
 
     /// Size of the protobuf encoding in bytes (cheap when the original bytes are kept).
     pub fn encoded_len(&self) -> usize {
         match &self.encoded {
-            Some(bytes) => bytes.len(),
+            Some(segments) => segments.iter().map(Bytes::len).sum(),
             None => self.request.encoded_len(),
         }
     }
@@ -124,23 +160,22 @@ impl<R: SignalRequest> Batch<R> {
     }
 
     /// Appends all items of `other`. When both sides carry their original
-    /// protobuf bytes, the concatenation is kept as the merged encoding.
+    /// protobuf bytes (or this side is empty), the merged batch keeps them, as
+    /// segments: nothing is copied.
     pub fn append(&mut self, other: Self) {
         if other.items == 0 && other.request.resources().is_empty() {
             return;
         }
-        self.encoded = match (self.encoded.take(), other.encoded) {
-            (Some(a), Some(b)) if self.request.resources().is_empty() => {
-                drop(a);
-                Some(b)
+        self.encoded = if self.request.resources().is_empty() {
+            other.encoded
+        } else {
+            match (self.encoded.take(), other.encoded) {
+                (Some(mut a), Some(b)) => {
+                    a.extend(b);
+                    Some(a)
+                }
+                _ => None,
             }
-            (Some(a), Some(b)) => {
-                let mut joined = Vec::with_capacity(a.len() + b.len());
-                joined.extend_from_slice(&a);
-                joined.extend_from_slice(&b);
-                Some(Bytes::from(joined))
-            }
-            _ => None,
         };
         self.items += other.items;
         self.request
@@ -169,11 +204,11 @@ impl<R: SignalRequest> Batch<R> {
             whole += 1;
         }
         let mut front: Vec<R::Resource> = resources.drain(..whole).collect();
-        if taken < max_items {
-            if let Some(straddling) = resources.first_mut() {
-                front.push(R::split_items(straddling, max_items - taken));
-                taken = max_items;
-            }
+        if taken < max_items
+            && let Some(straddling) = resources.first_mut()
+        {
+            front.push(R::split_items(straddling, max_items - taken));
+            taken = max_items;
         }
         self.items -= taken;
         Self {

@@ -124,6 +124,11 @@ impl Payload {
     pub fn to_protobuf(&self) -> bytes::Bytes {
         each_batch!(self, b => b.to_protobuf())
     }
+
+    /// The protobuf encoding as segments (see [`crate::pdata::Batch::protobuf_segments`]).
+    pub fn protobuf_segments(&self) -> Vec<bytes::Bytes> {
+        each_batch!(self, b => b.protobuf_segments())
+    }
 }
 
 /// What flows between components: a payload and the client it came from.

@@ -37,14 +37,14 @@ impl SignalRequest for ExportTraceServiceRequest {
         front
             .scope_spans
             .extend(resource.scope_spans.drain(..whole));
-        if left > 0 {
-            if let Some(scope) = resource.scope_spans.first_mut() {
-                front.scope_spans.push(ScopeSpans {
-                    scope: scope.scope.clone(),
-                    spans: scope.spans.drain(..left).collect(),
-                    schema_url: scope.schema_url.clone(),
-                });
-            }
+        if left > 0
+            && let Some(scope) = resource.scope_spans.first_mut()
+        {
+            front.scope_spans.push(ScopeSpans {
+                scope: scope.scope.clone(),
+                spans: scope.spans.drain(..left).collect(),
+                schema_url: scope.schema_url.clone(),
+            });
         }
         front
     }

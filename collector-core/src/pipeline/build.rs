@@ -8,16 +8,20 @@ use crate::component::{
 };
 use crate::config::PipelineId;
 use crate::consumer::{BoxConsumer, Fanout};
+use crate::pdata::Signal;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// A pipeline's processors, in pipeline order.
+type ProcessorChain = Vec<(ComponentId, Arc<dyn Processor>)>;
 
 /// One generation of built components: everything a config describes.
 pub struct Pipelines {
     extensions: Vec<(ComponentId, Arc<dyn Extension>)>,
     exporters: Vec<(ComponentId, Arc<dyn Exporter>)>,
     /// Per pipeline, processors in pipeline order.
-    processors: Vec<(PipelineId, Vec<(ComponentId, Arc<dyn Processor>)>)>,
+    processors: Vec<(PipelineId, ProcessorChain)>,
     receivers: Vec<(ComponentId, Box<dyn Receiver>)>,
 }
 
@@ -104,11 +108,8 @@ impl Pipelines {
         }
 
         let mut processors = Vec::new();
-        let mut entries: BTreeMap<ComponentId, ReceiverConsumers> = BTreeMap::new();
-        let mut receiver_targets: BTreeMap<
-            ComponentId,
-            BTreeMap<crate::pdata::Signal, Vec<BoxConsumer>>,
-        > = BTreeMap::new();
+        // Pipeline entry points each receiver feeds, by signal.
+        let mut feeds: BTreeMap<(ComponentId, Signal), Vec<BoxConsumer>> = BTreeMap::new();
         for (pid, pipeline) in &plan.pipelines {
             let signal = pid.signal;
             let outputs: Vec<BoxConsumer> = pipeline
@@ -156,23 +157,22 @@ impl Pipelines {
             built.reverse();
             processors.push((pid.clone(), built));
             for id in &pipeline.receivers {
-                receiver_targets
-                    .entry(id.clone())
-                    .or_default()
-                    .entry(signal)
+                feeds
+                    .entry((id.clone(), signal))
                     .or_default()
                     .push(next.clone());
             }
         }
-        for (id, per_signal) in receiver_targets {
-            let consumers = entries.entry(id).or_default();
-            for (signal, targets) in per_signal {
-                consumers.set(signal, Fanout::over(targets));
-            }
+        let mut receiver_consumers: BTreeMap<ComponentId, ReceiverConsumers> = BTreeMap::new();
+        for ((id, signal), entries) in feeds {
+            receiver_consumers
+                .entry(id)
+                .or_default()
+                .set(signal, Fanout::over(entries));
         }
 
         let mut receivers = Vec::new();
-        for (id, consumers) in entries {
+        for (id, consumers) in receiver_consumers {
             let factory = factories
                 .get_receiver(id.type_name())
                 .ok_or_else(|| missing(Kind::Receiver, &id))?;

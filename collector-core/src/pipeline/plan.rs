@@ -133,19 +133,19 @@ pub fn plan(config: &Config, factories: &Factories) -> Result<Plan, ConfigErrors
                     Kind::Exporter => factories.get_exporter(id.type_name()).map(|f| f.signals()),
                     Kind::Extension => None,
                 };
-                if let Some(signals) = signals {
-                    if !signals.contains(&pid.signal) {
-                        let list: Vec<&str> = signals.iter().map(|s| s.as_str()).collect();
-                        errors.push(ConfigError::new(
-                            path,
-                            format!(
-                                "{kind} {:?} does not support {}; it supports: {}",
-                                id.to_string(),
-                                pid.signal,
-                                list.join(", ")
-                            ),
-                        ));
-                    }
+                if let Some(signals) = signals
+                    && !signals.contains(&pid.signal)
+                {
+                    let list: Vec<&str> = signals.iter().map(|s| s.as_str()).collect();
+                    errors.push(ConfigError::new(
+                        path,
+                        format!(
+                            "{kind} {:?} does not support {}; it supports: {}",
+                            id.to_string(),
+                            pid.signal,
+                            list.join(", ")
+                        ),
+                    ));
                 }
             }
         }

@@ -84,7 +84,9 @@ where
             let _ = stream.set_nodelay(true);
             let service = make_service(Some(peer));
             let service = hyper::service::service_fn(move |req| (service.clone())(req));
-            let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {

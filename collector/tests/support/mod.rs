@@ -53,7 +53,11 @@ impl Collector {
     pub fn start_with_args(binary_name: &str, config: &str, args: &[&str]) -> Collector {
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("config.yaml");
-        std::fs::write(&config_path, config.replace("{dir}", &dir.path().display().to_string())).expect("write config");
+        std::fs::write(
+            &config_path,
+            config.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .expect("write config");
         let mut child = Command::new(binary(binary_name))
             .arg("--config")
             .arg(&config_path)
@@ -82,7 +86,12 @@ impl Collector {
             state.lock().expect("log lock").closed = true;
             cv.notify_all();
         });
-        Collector { child, logs, config_path, dir }
+        Collector {
+            child,
+            logs,
+            config_path,
+            dir,
+        }
     }
 
     /// Path inside the collector's temp dir.
@@ -91,23 +100,30 @@ impl Collector {
     }
 
     /// Waits until a log line satisfies `matches`; returns it.
-    pub fn wait_for_log(&self, what: &str, matches: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for_log(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + PATIENCE;
         let (state, cv) = &*self.logs;
         let mut guard = state.lock().expect("log lock");
         let mut seen = 0;
         loop {
             for line in &guard.lines[seen..] {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line) {
-                    if matches(&value) {
-                        return value;
-                    }
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+                    && matches(&value)
+                {
+                    return value;
                 }
             }
             seen = guard.lines.len();
             let now = Instant::now();
             if guard.closed || now >= deadline {
-                panic!("no log line for {what}; collector logs:\n{}", guard.lines.join("\n"));
+                panic!(
+                    "no log line for {what}; collector logs:\n{}",
+                    guard.lines.join("\n")
+                );
             }
             guard = cv.wait_timeout(guard, deadline - now).expect("log wait").0;
         }
@@ -123,7 +139,10 @@ impl Collector {
         let line = self.wait_for_log(&format!("{component} {protocol} listening"), |v| {
             v["message"] == "listening" && v["component"] == component && v["protocol"] == protocol
         });
-        line["address"].as_str().and_then(|a| a.parse().ok()).expect("address field")
+        line["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("address field")
     }
 
     /// Sends a signal to the process.
@@ -141,7 +160,11 @@ impl Collector {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(Instant::now() < deadline, "collector did not exit; logs:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "collector did not exit; logs:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -176,7 +199,11 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
@@ -192,15 +219,27 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// A header's value (case-insensitive name).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// One HTTP/1.1 request over a fresh connection (`Connection: close`).
-pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -214,26 +253,42 @@ pub fn http_request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP head in {:?}", String::from_utf8_lossy(raw)));
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect();
     let mut body = raw[split + 4..].to_vec();
-    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    HttpResponse { status, headers, body }
+    HttpResponse {
+        status,
+        headers,
+        body,
+    }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+    while let Some(eol) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -254,13 +309,27 @@ pub struct FileContents {
 
 impl FileContents {
     pub fn span_count(&self) -> usize {
-        self.traces.iter().flat_map(|r| &r.resource_spans).flat_map(|r| &r.scope_spans).map(|s| s.spans.len()).sum()
+        self.traces
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
     }
     pub fn log_count(&self) -> usize {
-        self.logs.iter().flat_map(|r| &r.resource_logs).flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum()
+        self.logs
+            .iter()
+            .flat_map(|r| &r.resource_logs)
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
     }
     pub fn spans(&self) -> impl Iterator<Item = &opentelemetry_proto::tonic::trace::v1::Span> {
-        self.traces.iter().flat_map(|r| &r.resource_spans).flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans)
+        self.traces
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
     }
 }
 
@@ -268,21 +337,33 @@ impl FileContents {
 /// apart by its top-level key.
 pub fn read_file_exporter(path: &Path) -> FileContents {
     let mut contents = FileContents::default();
-    let Ok(text) = std::fs::read_to_string(path) else { return contents };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return contents;
+    };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         if line.starts_with("{\"resourceSpans\"") {
-            contents.traces.push(json::decode_traces(line.as_bytes()).expect("traces line"));
+            contents
+                .traces
+                .push(json::decode_traces(line.as_bytes()).expect("traces line"));
         } else if line.starts_with("{\"resourceMetrics\"") {
-            contents.metrics.push(json::decode_metrics(line.as_bytes()).expect("metrics line"));
+            contents
+                .metrics
+                .push(json::decode_metrics(line.as_bytes()).expect("metrics line"));
         } else if line.starts_with("{\"resourceLogs\"") {
-            contents.logs.push(json::decode_logs(line.as_bytes()).expect("logs line"));
+            contents
+                .logs
+                .push(json::decode_logs(line.as_bytes()).expect("logs line"));
         }
     }
     contents
 }
 
 /// Polls `read` until `done` holds or patience runs out; returns the last value.
-pub fn eventually<T: std::fmt::Debug>(what: &str, mut read: impl FnMut() -> T, done: impl Fn(&T) -> bool) -> T {
+pub fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut read: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let value = read();
@@ -291,7 +372,10 @@ pub fn eventually<T: std::fmt::Debug>(what: &str, mut read: impl FnMut() -> T, d
         }
         if Instant::now() >= deadline {
             let text = format!("{value:?}");
-            panic!("timed out waiting for {what}; last value: {}", &text[..text.len().min(2000)]);
+            panic!(
+                "timed out waiting for {what}; last value: {}",
+                &text[..text.len().min(2000)]
+            );
         }
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -302,18 +386,35 @@ pub fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("OLLY_PYTHON") {
         return PathBuf::from(p);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     let default = home.join(".cache/ollyscale-otel/venv/bin/python");
-    assert!(default.exists(), "no test venv at {}: run `cargo xtask setup`", default.display());
+    assert!(
+        default.exists(),
+        "no test venv at {}: run `cargo xtask setup`",
+        default.display()
+    );
     default
 }
 
 /// Builds an OTLP trace request with `traces` traces of `spans` spans each.
-pub fn make_traces(seed: u8, traces: usize, spans: usize, service: &str) -> ExportTraceServiceRequest {
+pub fn make_traces(
+    seed: u8,
+    traces: usize,
+    spans: usize,
+    service: &str,
+) -> ExportTraceServiceRequest {
     use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-    let kv = |k: &str, v: &str| KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }), ..Default::default() };
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
     let mut all = Vec::new();
     for t in 0..traces {
         let mut trace_id = [0u8; 16];
@@ -339,8 +440,14 @@ pub fn make_traces(seed: u8, traces: usize, spans: usize, service: &str) -> Expo
     }
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
-            scope_spans: vec![ScopeSpans { spans: all, ..Default::default() }],
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: all,
+                ..Default::default()
+            }],
             ..Default::default()
         }],
     }

@@ -106,6 +106,18 @@ impl<S: Sender> QueuedExporter<S> {
     }
 }
 
+impl<S: Sender> Drop for QueuedExporter<S> {
+    /// Dropped without a shutdown (a failed build): let the workers send
+    /// what is queued and then end, instead of waiting forever.
+    fn drop(&mut self) {
+        let lanes = self.shared.lanes.lock();
+        self.shared.closing.store(true, Ordering::Release);
+        for lane in lanes.iter().flatten() {
+            lane.close();
+        }
+    }
+}
+
 #[async_trait]
 impl<S: Sender> Consumer for QueuedExporter<S> {
     async fn consume(&self, telemetry: Telemetry) -> Result<(), ConsumeError> {

@@ -2,7 +2,7 @@
 //! `exporterhelper`: a bounded sending queue drained by worker tasks, a
 //! timeout per attempt, and retries with exponential backoff.
 //!
-//! Data path: `consume` -> [`BoundedQueue`](queue) (by requests, items or
+//! Data path: `consume` -> bounded queue per signal (by requests, items or
 //! bytes) -> `num_consumers` workers -> split to the sender's size limit ->
 //! timeout -> [`Sender::send`] -> retry with backoff -> self-metrics.
 //!

@@ -67,7 +67,7 @@ impl Default for OtlpConfig {
 pub struct TlsConfig {
     /// Plaintext (h2c) instead of TLS.
     pub insecure: bool,
-    /// Skip verifying the server's certificate. Not supported yet.
+    /// Encrypt, but accept any server certificate.
     pub insecure_skip_verify: bool,
     /// PEM file of CA certificates to trust instead of the system roots.
     pub ca_file: String,
@@ -225,12 +225,6 @@ impl OtlpConfig {
 
 impl TlsConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.insecure_skip_verify && !self.insecure {
-            return Err(ConfigError::new(
-                "insecure_skip_verify",
-                "skipping certificate verification is not supported yet; set ca_file to the server's CA, or tls.insecure: true for plaintext",
-            ));
-        }
         if !self.ca_file.is_empty() && !self.ca_pem.is_empty() {
             return Err(ConfigError::new(
                 "ca_pem",
@@ -351,11 +345,6 @@ sending_queue: {queue_size: 5000, num_consumers: 4}
         assert_eq!(config.validate(true).unwrap_err().path, "headers.bad key");
         config = parse("endpoint: gw:4317\ntls: {cert_file: /c.pem}");
         assert_eq!(config.validate(true).unwrap_err().path, "tls.key_file");
-        config = parse("endpoint: gw:4317\ntls: {insecure_skip_verify: true}");
-        assert_eq!(
-            config.validate(true).unwrap_err().path,
-            "tls.insecure_skip_verify"
-        );
         config = parse("endpoint: gw:4317\nsending_queue: {storage: file_storage/q}");
         assert_eq!(
             config.validate(true).unwrap_err().path,

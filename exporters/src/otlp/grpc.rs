@@ -13,7 +13,7 @@ use http::uri::PathAndQuery;
 use std::time::Duration;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue, MetadataKey, MetadataMap};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 
 /// gRPC method of each signal's `Export`.
 pub const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -89,9 +89,7 @@ fn build_channel(config: &OtlpConfig, target: &Target) -> Result<Channel, Compon
         endpoint = endpoint.origin(origin);
     }
     if target.tls {
-        endpoint = endpoint
-            .tls_config(tls_config(config)?)
-            .map_err(|e| error("tls", &e))?;
+        endpoint = super::tls::configure(endpoint, config)?;
     }
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(ComponentError::new(
@@ -99,38 +97,6 @@ fn build_channel(config: &OtlpConfig, target: &Target) -> Result<Channel, Compon
         ));
     }
     Ok(endpoint.connect_lazy())
-}
-
-fn read_pem(file: &str, inline: &str, what: &str) -> Result<Option<Vec<u8>>, ComponentError> {
-    if !file.is_empty() {
-        return std::fs::read(file)
-            .map(Some)
-            .map_err(|e| ComponentError::new(format!("tls.{what}: cannot read {file}: {e}")));
-    }
-    Ok((!inline.is_empty()).then(|| inline.as_bytes().to_vec()))
-}
-
-fn tls_config(config: &OtlpConfig) -> Result<ClientTlsConfig, ComponentError> {
-    let tls = &config.tls;
-    let mut out = ClientTlsConfig::new().assume_http2(true);
-    match read_pem(&tls.ca_file, &tls.ca_pem, "ca_file")? {
-        Some(ca) => {
-            out = out.ca_certificate(Certificate::from_pem(ca));
-            if tls.include_system_ca_certs_pool {
-                out = out.with_native_roots();
-            }
-        }
-        None => out = out.with_native_roots(),
-    }
-    let cert = read_pem(&tls.cert_file, &tls.cert_pem, "cert_file")?;
-    let key = read_pem(&tls.key_file, &tls.key_pem, "key_file")?;
-    if let (Some(cert), Some(key)) = (cert, key) {
-        out = out.identity(Identity::from_pem(cert, key));
-    }
-    if !tls.server_name_override.is_empty() {
-        out = out.domain_name(tls.server_name_override.clone());
-    }
-    Ok(out)
 }
 
 fn metadata(config: &OtlpConfig) -> Result<MetadataMap, ComponentError> {
@@ -177,7 +143,8 @@ impl Sender for GrpcSender {
         grpc.ready().await.map_err(|e| {
             ConsumeError::unavailable(format!("cannot connect to {}: {e}", self.endpoint))
         })?;
-        let mut request = tonic::Request::new(payload.to_protobuf());
+        // The received bytes, as segments: each byte is copied once, into the frame.
+        let mut request = tonic::Request::new(payload.protobuf_segments());
         *request.metadata_mut() = self.headers.clone();
         if !self.timeout.is_zero() {
             request.set_timeout(self.timeout);
@@ -230,7 +197,7 @@ struct BytesEncoder;
 struct ResponseDecoder;
 
 impl Codec for PassThroughCodec {
-    type Encode = Bytes;
+    type Encode = Vec<Bytes>;
     type Decode = ExportResponse;
     type Encoder = BytesEncoder;
     type Decoder = ResponseDecoder;
@@ -245,12 +212,14 @@ impl Codec for PassThroughCodec {
 }
 
 impl Encoder for BytesEncoder {
-    type Item = Bytes;
+    type Item = Vec<Bytes>;
     type Error = tonic::Status;
 
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
-        dst.reserve(item.len());
-        dst.put_slice(&item);
+    fn encode(&mut self, item: Vec<Bytes>, dst: &mut EncodeBuf<'_>) -> Result<(), Self::Error> {
+        dst.reserve(item.iter().map(Bytes::len).sum());
+        for segment in &item {
+            dst.put_slice(segment);
+        }
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 mod config;
 mod grpc;
+mod tls;
 
 #[cfg(test)]
 mod tests;

@@ -51,6 +51,26 @@ struct Server {
 
 impl Server {
     async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A server that speaks TLS (ALPN h2) with this certificate.
+    async fn start_tls(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Self {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = listener.local_addr().unwrap().to_string();
         let (tx, rx) = mpsc::unbounded_channel();
@@ -65,10 +85,24 @@ impl Server {
                     let reply = script.lock().pop_front().unwrap_or(Reply::Ok(Vec::new()));
                     async move { Ok::<_, Infallible>(answer(request, tx, reply).await) }
                 });
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });
@@ -374,4 +408,59 @@ async fn tls_endpoints_build_with_system_roots_or_a_ca_file() {
         panic!("a missing CA file must fail");
     };
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+}
+
+fn certificate(name: &str) -> rcgen::CertifiedKey<rcgen::KeyPair> {
+    rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap()
+}
+
+#[tokio::test]
+async fn tls_with_a_ca_file_and_server_name_override() {
+    let cert = certificate("collector.test");
+    let mut server = Server::start_tls(&cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let ctx = ctx("otlp");
+    let exporter = exporter(
+        &ctx,
+        &format!(
+            "endpoint: {}\ntls: {{ca_file: {}, server_name_override: collector.test}}\nsending_queue: {{enabled: false}}",
+            server.endpoint,
+            ca.display()
+        ),
+    );
+    let payload = traces(2);
+    let original = payload.to_protobuf().to_vec();
+    exporter.consume(Telemetry::new(payload)).await.unwrap();
+    assert_eq!(server.next().await.message, original);
+}
+
+#[tokio::test]
+async fn tls_rejects_an_unknown_ca_unless_told_to_skip_verification() {
+    let cert = certificate("collector.test");
+    let mut server = Server::start_tls(&cert).await;
+    let other = certificate("collector.test");
+    let ctx = ctx("otlp");
+    let untrusted = exporter(
+        &ctx,
+        &format!(
+            "endpoint: https://{}\ntls: {{ca_pem: {:?}, server_name_override: collector.test}}\n\
+             sending_queue: {{enabled: false}}\nretry_on_failure: {{enabled: false}}",
+            server.endpoint,
+            other.cert.pem()
+        ),
+    );
+    assert!(untrusted.consume(Telemetry::new(traces(1))).await.is_err());
+    assert!(server.received.try_recv().is_err());
+
+    let skipping = exporter(
+        &ctx,
+        &format!(
+            "endpoint: https://{}\ntls: {{insecure_skip_verify: true}}\nsending_queue: {{enabled: false}}",
+            server.endpoint
+        ),
+    );
+    skipping.consume(Telemetry::new(traces(1))).await.unwrap();
+    server.next().await;
 }

@@ -5,7 +5,8 @@
 //! small JSON body like otelcol's (`{"status":"Server available", ...}`).
 
 use crate::component::{
-    ComponentError, CreateContext, Extension, ExtensionFactory, Factory, HealthStatus, Host, Lifecycle,
+    ComponentError, CreateContext, Extension, ExtensionFactory, Factory, HealthStatus, Host,
+    Lifecycle,
 };
 use crate::config::ConfigError;
 use crate::receiver::server::{self, Http2Settings, RunningServer};
@@ -56,16 +57,29 @@ impl Factory for HealthCheckFactory {
     }
     fn validate(&self, config: &HealthCheckConfig) -> Result<(), ConfigError> {
         if !config.path.starts_with('/') {
-            return Err(ConfigError::new("path", format!("{:?} must start with '/'", config.path)));
+            return Err(ConfigError::new(
+                "path",
+                format!("{:?} must start with '/'", config.path),
+            ));
         }
-        crate::config::service::resolve_listen_address(&config.endpoint).map_err(|e| ConfigError::new("endpoint", e))?;
+        crate::config::service::resolve_listen_address(&config.endpoint)
+            .map_err(|e| ConfigError::new("endpoint", e))?;
         Ok(())
     }
 }
 
 impl ExtensionFactory for HealthCheckFactory {
-    fn create(&self, ctx: &CreateContext, config: &HealthCheckConfig) -> Result<Arc<dyn Extension>, ComponentError> {
-        Ok(Arc::new(HealthCheck { id: ctx.id.to_string(), config: config.clone(), host: ctx.host.clone(), server: Mutex::new(None) }))
+    fn create(
+        &self,
+        ctx: &CreateContext,
+        config: &HealthCheckConfig,
+    ) -> Result<Arc<dyn Extension>, ComponentError> {
+        Ok(Arc::new(HealthCheck {
+            id: ctx.id.to_string(),
+            config: config.clone(),
+            host: ctx.host.clone(),
+            server: Mutex::new(None),
+        }))
     }
 }
 
@@ -79,15 +93,26 @@ pub struct HealthCheck {
 }
 
 fn unix_seconds_now() -> String {
-    let secs = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format!("{secs}")
 }
 
 #[async_trait]
 impl Lifecycle for HealthCheck {
     async fn start(&self) -> Result<(), ComponentError> {
-        let listener = self.host.listeners.tcp(&self.id, &self.config.endpoint).await.map_err(|e| ComponentError::new(e.to_string()))?;
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let listener = self
+            .host
+            .listeners
+            .tcp(&self.id, &self.config.endpoint)
+            .await
+            .map_err(|e| ComponentError::new(e.to_string()))?;
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         tracing::info!(component = "health_check", protocol = "http", address = %address, "listening");
         let host = self.host.clone();
         let path: Arc<str> = Arc::from(self.config.path.as_str());
@@ -102,19 +127,31 @@ impl Lifecycle for HealthCheck {
                 let started = started.clone();
                 async move {
                     let (code, body) = if !matches {
-                        (http::StatusCode::NOT_FOUND, "404 page not found".to_string())
+                        (
+                            http::StatusCode::NOT_FOUND,
+                            "404 page not found".to_string(),
+                        )
                     } else {
                         let (code, text) = match status {
                             HealthStatus::Ready => (http::StatusCode::OK, "Server available"),
-                            HealthStatus::Starting | HealthStatus::Stopping | HealthStatus::Failed => {
-                                (http::StatusCode::SERVICE_UNAVAILABLE, "Server not available")
-                            }
+                            HealthStatus::Starting
+                            | HealthStatus::Stopping
+                            | HealthStatus::Failed => (
+                                http::StatusCode::SERVICE_UNAVAILABLE,
+                                "Server not available",
+                            ),
                         };
-                        (code, format!("{{\"status\":\"{text}\",\"upSince\":\"{started}\"}}"))
+                        (
+                            code,
+                            format!("{{\"status\":\"{text}\",\"upSince\":\"{started}\"}}"),
+                        )
                     };
                     let mut response = http::Response::new(Full::new(Bytes::from(body)));
                     *response.status_mut() = code;
-                    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                    response.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
                     Ok::<_, std::convert::Infallible>(response)
                 }
             }

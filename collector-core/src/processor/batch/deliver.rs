@@ -255,31 +255,25 @@ impl Shared {
         }
     }
 
-    /// Merges parts into one payload, pairwise so each byte is copied about
-    /// log2(parts) times rather than once per part.
-    pub(super) fn merge(&self, mut parts: Vec<Payload>) -> Option<Payload> {
-        while parts.len() > 1 {
-            let mut merged = Vec::with_capacity(parts.len().div_ceil(2));
-            let mut iter = parts.into_iter();
-            while let Some(mut left) = iter.next() {
-                if let Some(right) = iter.next()
-                    && let Err(other) = left.append(right)
-                {
-                    // consume() admits only this pipeline's signal.
-                    self.dropped(
-                        other.item_count(),
-                        &format!(
-                            "a {} batch reached a {} batcher",
-                            other.signal(),
-                            self.signal
-                        ),
-                    );
-                }
-                merged.push(left);
+    /// Merges parts into one payload. Unmodified batches merge by keeping
+    /// their received bytes as segments, so nothing is copied here.
+    pub(super) fn merge(&self, parts: Vec<Payload>) -> Option<Payload> {
+        let mut parts = parts.into_iter();
+        let mut merged = parts.next()?;
+        for part in parts {
+            if let Err(other) = merged.append(part) {
+                // consume() admits only this pipeline's signal.
+                self.dropped(
+                    other.item_count(),
+                    &format!(
+                        "a {} batch reached a {} batcher",
+                        other.signal(),
+                        self.signal
+                    ),
+                );
             }
-            parts = merged;
         }
-        parts.pop()
+        Some(merged)
     }
 
     /// Sends a chunk, retrying while the next stage refuses it for now, and

@@ -254,7 +254,11 @@ impl Lifecycle for BatchProcessor {
                 .dropped_total
                 .fetch_add(left as u64, Ordering::Relaxed);
         }
-        let dropped = self.shared.dropped_total.load(Ordering::Relaxed) - dropped_before;
+        let dropped = self
+            .shared
+            .dropped_total
+            .load(Ordering::Relaxed)
+            .saturating_sub(dropped_before);
         if dropped > 0 {
             tracing::error!(
                 processor = %self.shared.id,

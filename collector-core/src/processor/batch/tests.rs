@@ -620,3 +620,65 @@ fn config_errors_name_their_path() {
     assert!(parse("send_batch_size: 100\nsend_batch_max_size: 100").is_ok());
     assert!(parse("send_batch_size: 100\nsend_batch_max_size: 0").is_ok());
 }
+
+/// Refuses every third attempt (retryably), records the rest.
+#[derive(Default)]
+struct Choppy {
+    attempts: AtomicUsize,
+    inner: Recorder,
+}
+
+#[async_trait]
+impl Consumer for Choppy {
+    async fn consume(&self, telemetry: Telemetry) -> Result<(), ConsumeError> {
+        if self.attempts.fetch_add(1, Ordering::SeqCst) % 3 == 2 {
+            return Err(ConsumeError::resource_exhausted("busy", None));
+        }
+        self.inner.consume(telemetry).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_senders_lose_and_duplicate_nothing() {
+    const SENDERS: usize = 4;
+    const BATCHES: usize = 40;
+    const ITEMS: usize = 7;
+    let downstream = Arc::new(Choppy::default());
+    let f = Arc::new(build(
+        config(20, 32, Duration::from_millis(5)),
+        downstream.clone(),
+    ));
+    let mut tasks = Vec::new();
+    for sender in 0..SENDERS {
+        let f = f.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..BATCHES {
+                let telemetry = spans(&format!("s{sender}-b{batch}"), ITEMS);
+                // A sender retries what the full buffer refused, as a client would.
+                while let Err(e) = f.processor.consume(telemetry.clone()).await {
+                    assert_eq!(e.kind(), ErrorKind::ResourceExhausted, "{e}");
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        if let Err(e) = task.await {
+            panic!("{e}");
+        }
+    }
+    f.shutdown_within(Duration::from_secs(10)).await;
+    let got = downstream.inner.all_names();
+    assert_eq!(got.len(), SENDERS * BATCHES * ITEMS);
+    assert!(downstream.inner.sizes().iter().all(|&n| n <= 32));
+    for sender in 0..SENDERS {
+        // Each sender's items arrive once each, in the order it sent them.
+        let prefix = format!("s{sender}-");
+        let mine: Vec<&String> = got.iter().filter(|n| n.starts_with(&prefix)).collect();
+        let want: Vec<String> = (0..BATCHES)
+            .flat_map(|b| names(&format!("s{sender}-b{b}"), ITEMS))
+            .collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>());
+    }
+    assert_eq!(f.dropped(), 0.0);
+}

@@ -31,7 +31,9 @@ where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
 {
-    Ok(Some(Option::<T>::deserialize(deserializer)?.unwrap_or_default()))
+    Ok(Some(
+        Option::<T>::deserialize(deserializer)?.unwrap_or_default(),
+    ))
 }
 
 /// Server-side TLS settings: accepted so configs parse; serving TLS is not
@@ -220,7 +222,10 @@ fn check_path(path: &str, value: &str) -> Result<(), ConfigError> {
     if value.starts_with('/') {
         Ok(())
     } else {
-        Err(ConfigError::new(path, format!("{value:?} must start with '/'")))
+        Err(ConfigError::new(
+            path,
+            format!("{value:?} must start with '/'"),
+        ))
     }
 }
 
@@ -229,17 +234,29 @@ impl OtlpReceiverConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let p = &self.protocols;
         if p.grpc.is_none() && p.http.is_none() {
-            return Err(ConfigError::new("protocols", "must specify at least one protocol (grpc or http)"));
+            return Err(ConfigError::new(
+                "protocols",
+                "must specify at least one protocol (grpc or http)",
+            ));
         }
         if let Some(grpc) = &p.grpc {
             if grpc.transport != "tcp" {
-                return Err(ConfigError::new("protocols.grpc.transport", format!("{:?} is not supported; expected tcp", grpc.transport)));
+                return Err(ConfigError::new(
+                    "protocols.grpc.transport",
+                    format!("{:?} is not supported; expected tcp", grpc.transport),
+                ));
             }
             if grpc.max_recv_msg_size_mib == 0 {
-                return Err(ConfigError::new("protocols.grpc.max_recv_msg_size_mib", "must be > 0"));
+                return Err(ConfigError::new(
+                    "protocols.grpc.max_recv_msg_size_mib",
+                    "must be > 0",
+                ));
             }
             if grpc.auth.is_some() {
-                return Err(ConfigError::new("protocols.grpc.auth", "authentication extensions are not supported"));
+                return Err(ConfigError::new(
+                    "protocols.grpc.auth",
+                    "authentication extensions are not supported",
+                ));
             }
             crate::config::service::resolve_listen_address(&grpc.endpoint)
                 .map_err(|e| ConfigError::new("protocols.grpc.endpoint", e))?;
@@ -250,23 +267,34 @@ impl OtlpReceiverConfig {
             check_path("protocols.http.metrics_url_path", &http.metrics_url_path)?;
             check_path("protocols.http.logs_url_path", &http.logs_url_path)?;
             if http.max_request_body_size == 0 {
-                return Err(ConfigError::new("protocols.http.max_request_body_size", "must be > 0"));
+                return Err(ConfigError::new(
+                    "protocols.http.max_request_body_size",
+                    "must be > 0",
+                ));
             }
             if http.auth.is_some() {
-                return Err(ConfigError::new("protocols.http.auth", "authentication extensions are not supported"));
+                return Err(ConfigError::new(
+                    "protocols.http.auth",
+                    "authentication extensions are not supported",
+                ));
             }
             for (i, name) in http.compression_algorithms.iter().enumerate() {
                 if crate::compression::Encoding::from_header(name).is_none() {
                     return Err(ConfigError::new(
                         format!("protocols.http.compression_algorithms[{i}]"),
-                        format!("unsupported {name:?}; expected gzip, zstd, deflate, zlib, snappy, x-snappy-framed, lz4"),
+                        format!(
+                            "unsupported {name:?}; expected gzip, zstd, deflate, zlib, snappy, x-snappy-framed, lz4"
+                        ),
                     ));
                 }
             }
             if let Some(cors) = &http.cors {
                 for (i, origin) in cors.allowed_origins.iter().enumerate() {
                     if origin.is_empty() {
-                        return Err(ConfigError::new(format!("protocols.http.cors.allowed_origins[{i}]"), "must not be empty"));
+                        return Err(ConfigError::new(
+                            format!("protocols.http.cors.allowed_origins[{i}]"),
+                            "must not be empty",
+                        ));
                     }
                 }
             }

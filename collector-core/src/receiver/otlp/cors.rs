@@ -26,10 +26,22 @@ fn origin_pattern(pattern: &str) -> Option<Regex> {
 impl Cors {
     pub(crate) fn new(config: &CorsConfig) -> Self {
         let allow_any_header = config.allowed_headers.iter().any(|h| h == "*");
-        let mut allowed_headers: Vec<String> = DEFAULT_ALLOWED_HEADERS.iter().map(|h| h.to_string()).collect();
-        allowed_headers.extend(config.allowed_headers.iter().map(|h| h.to_ascii_lowercase()));
+        let mut allowed_headers: Vec<String> = DEFAULT_ALLOWED_HEADERS
+            .iter()
+            .map(|h| h.to_string())
+            .collect();
+        allowed_headers.extend(
+            config
+                .allowed_headers
+                .iter()
+                .map(|h| h.to_ascii_lowercase()),
+        );
         Self {
-            origins: config.allowed_origins.iter().filter_map(|o| origin_pattern(o)).collect(),
+            origins: config
+                .allowed_origins
+                .iter()
+                .filter_map(|o| origin_pattern(o))
+                .collect(),
             allow_any_header,
             allowed_headers,
             exposed_headers: config.exposed_headers.join(", "),
@@ -43,7 +55,9 @@ impl Cors {
 
     /// Headers for an actual (non-preflight) request from `origin`.
     pub(crate) fn response_headers(&self, request: &HeaderMap, out: &mut HeaderMap) {
-        let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return };
+        let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+            return;
+        };
         out.append(header::VARY, HeaderValue::from_static("Origin"));
         if !self.origin_allowed(origin) {
             return;
@@ -51,29 +65,44 @@ impl Cors {
         if let Ok(value) = HeaderValue::from_str(origin) {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
         }
-        if !self.exposed_headers.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&self.exposed_headers) {
-                out.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value);
-            }
+        if !self.exposed_headers.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&self.exposed_headers)
+        {
+            out.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, value);
         }
     }
 
     /// Headers answering a preflight `OPTIONS`; none when it is not allowed,
     /// which makes the browser refuse the real request.
     pub(crate) fn preflight_headers(&self, request: &HeaderMap, out: &mut HeaderMap) {
-        out.append(header::VARY, HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"));
-        let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return };
+        out.append(
+            header::VARY,
+            HeaderValue::from_static(
+                "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+            ),
+        );
+        let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+            return;
+        };
         if !self.origin_allowed(origin) {
             return;
         }
-        let method = request.get(header::ACCESS_CONTROL_REQUEST_METHOD).and_then(|m| m.to_str().ok()).unwrap_or("");
+        let method = request
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or("");
         if !method.eq_ignore_ascii_case("POST") {
             return;
         }
         let requested: Vec<String> = request
             .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
             .and_then(|h| h.to_str().ok())
-            .map(|h| h.split(',').map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect())
+            .map(|h| {
+                h.split(',')
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         if !self.allow_any_header && !requested.iter().all(|h| self.allowed_headers.contains(h)) {
             return;
@@ -81,14 +110,20 @@ impl Cors {
         if let Ok(value) = HeaderValue::from_str(origin) {
             out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
         }
-        out.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-        if !requested.is_empty() {
-            if let Ok(value) = HeaderValue::from_str(&requested.join(", ")) {
-                out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
-            }
+        out.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST"),
+        );
+        if !requested.is_empty()
+            && let Ok(value) = HeaderValue::from_str(&requested.join(", "))
+        {
+            out.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, value);
         }
         if self.max_age > 0 {
-            out.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(self.max_age));
+            out.insert(
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from(self.max_age),
+            );
         }
     }
 }
@@ -99,7 +134,10 @@ mod tests {
 
     fn cors() -> Cors {
         Cors::new(&CorsConfig {
-            allowed_origins: vec!["https://*.example.com".into(), "http://localhost:3000".into()],
+            allowed_origins: vec![
+                "https://*.example.com".into(),
+                "http://localhost:3000".into(),
+            ],
             allowed_headers: vec!["X-Custom".into()],
             exposed_headers: vec![],
             max_age: 600,
@@ -121,15 +159,35 @@ mod tests {
     fn preflight_allows_known_headers_only() {
         let c = cors();
         let mut req = HeaderMap::new();
-        req.insert(header::ORIGIN, HeaderValue::from_static("https://app.example.com"));
-        req.insert(header::ACCESS_CONTROL_REQUEST_METHOD, HeaderValue::from_static("POST"));
-        req.insert(header::ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static("content-type, x-custom"));
+        req.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://app.example.com"),
+        );
+        req.insert(
+            header::ACCESS_CONTROL_REQUEST_METHOD,
+            HeaderValue::from_static("POST"),
+        );
+        req.insert(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            HeaderValue::from_static("content-type, x-custom"),
+        );
         let mut out = HeaderMap::new();
         c.preflight_headers(&req, &mut out);
-        assert_eq!(out.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
-        assert_eq!(out.get(header::ACCESS_CONTROL_MAX_AGE).map(|v| v.as_bytes()), Some(&b"600"[..]));
+        assert_eq!(
+            out.get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(|v| v.as_bytes()),
+            Some(&b"https://app.example.com"[..])
+        );
+        assert_eq!(
+            out.get(header::ACCESS_CONTROL_MAX_AGE)
+                .map(|v| v.as_bytes()),
+            Some(&b"600"[..])
+        );
 
-        req.insert(header::ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static("x-secret"));
+        req.insert(
+            header::ACCESS_CONTROL_REQUEST_HEADERS,
+            HeaderValue::from_static("x-secret"),
+        );
         let mut out = HeaderMap::new();
         c.preflight_headers(&req, &mut out);
         assert!(out.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());

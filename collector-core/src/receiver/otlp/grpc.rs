@@ -5,16 +5,26 @@
 use super::ingest::{Ingest, Transport};
 use crate::pdata::{ClientInfo, Logs, Metrics, Payload, Rejected, Signal, Traces, rpc::RpcStatus};
 use bytes::{Buf, BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
 use prost::Message;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder, EnabledCompressionEncodings};
+use std::sync::atomic::{AtomicBool, Ordering};
+use tonic::codec::{
+    Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
+};
 
 pub(crate) const TRACES_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-pub(crate) const METRICS_PATH: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+pub(crate) const METRICS_PATH: &str =
+    "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 pub(crate) const LOGS_PATH: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 /// Passes message bytes through untouched in both directions.
@@ -73,13 +83,18 @@ pub(crate) struct GrpcHandler {
 struct ExportCall {
     handler: GrpcHandler,
     signal: Signal,
+    /// Set when tonic got as far as calling us: when it stays unset, tonic
+    /// refused the message itself (size limit, decompression failure).
+    reached: Arc<AtomicBool>,
 }
 
 impl tonic::server::UnaryService<Bytes> for ExportCall {
     type Response = Bytes;
-    type Future = futures::future::BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
+    type Future =
+        futures::future::BoxFuture<'static, Result<tonic::Response<Bytes>, tonic::Status>>;
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        self.reached.store(true, Ordering::Relaxed);
         let handler = self.handler.clone();
         let signal = self.signal;
         Box::pin(async move { handler.export(signal, request).await })
@@ -96,20 +111,30 @@ fn decode(signal: Signal, bytes: Bytes) -> Result<Payload, crate::pdata::BatchEr
 
 /// The `Export*ServiceResponse` bytes, with `partial_success` when items were dropped.
 pub(crate) fn response_bytes(signal: Signal, rejected: Option<Rejected>) -> Bytes {
-    let (count, message) = rejected.map(|r| (r.items as i64, r.message)).unwrap_or_default();
+    let (count, message) = rejected
+        .map(|r| (r.items as i64, r.message))
+        .unwrap_or_default();
     let partial = count > 0;
     let encoded = match signal {
         Signal::Traces => ExportTraceServiceResponse {
-            partial_success: partial.then(|| ExportTracePartialSuccess { rejected_spans: count, error_message: message }),
+            partial_success: partial.then_some(ExportTracePartialSuccess {
+                rejected_spans: count,
+                error_message: message,
+            }),
         }
         .encode_to_vec(),
         Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: partial
-                .then(|| ExportMetricsPartialSuccess { rejected_data_points: count, error_message: message }),
+            partial_success: partial.then_some(ExportMetricsPartialSuccess {
+                rejected_data_points: count,
+                error_message: message,
+            }),
         }
         .encode_to_vec(),
         Signal::Logs => ExportLogsServiceResponse {
-            partial_success: partial.then(|| ExportLogsPartialSuccess { rejected_log_records: count, error_message: message }),
+            partial_success: partial.then_some(ExportLogsPartialSuccess {
+                rejected_log_records: count,
+                error_message: message,
+            }),
         }
         .encode_to_vec(),
     };
@@ -132,25 +157,35 @@ fn metadata_pairs(metadata: &tonic::metadata::MetadataMap) -> Vec<(String, Strin
     metadata
         .iter()
         .filter_map(|entry| match entry {
-            tonic::metadata::KeyAndValueRef::Ascii(k, v) => Some((k.as_str().to_string(), v.to_str().ok()?.to_string())),
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) => {
+                Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+            }
             tonic::metadata::KeyAndValueRef::Binary(..) => None,
         })
         .collect()
 }
 
 impl GrpcHandler {
-    async fn export(&self, signal: Signal, request: tonic::Request<Bytes>) -> Result<tonic::Response<Bytes>, tonic::Status> {
+    async fn export(
+        &self,
+        signal: Signal,
+        request: tonic::Request<Bytes>,
+    ) -> Result<tonic::Response<Bytes>, tonic::Status> {
         let client = if self.include_metadata {
             ClientInfo::with_metadata(self.peer, metadata_pairs(request.metadata()))
         } else {
             ClientInfo::from_addr(self.peer)
         };
         if !self.ingest.accepts(signal) {
-            self.ingest.refuse_request(Transport::Grpc, "no_pipeline", signal.as_str());
-            return Err(tonic::Status::unimplemented(format!("this receiver has no {signal} pipeline")));
+            self.ingest
+                .refuse_request(Transport::Grpc, "no_pipeline", signal.as_str());
+            return Err(tonic::Status::unimplemented(format!(
+                "this receiver has no {signal} pipeline"
+            )));
         }
         let payload = decode(signal, request.into_inner()).map_err(|e| {
-            self.ingest.refuse_request(Transport::Grpc, "decode", &e.to_string());
+            self.ingest
+                .refuse_request(Transport::Grpc, "decode", &e.to_string());
             tonic::Status::invalid_argument(e.to_string())
         })?;
         match self.ingest.export(Transport::Grpc, payload, client).await {
@@ -169,8 +204,11 @@ impl GrpcHandler {
             METRICS_PATH => Signal::Metrics,
             LOGS_PATH => Signal::Logs,
             other => {
-                self.ingest.refuse_request(Transport::Grpc, "not_found", other);
-                return Ok(tonic::Status::unimplemented(format!("unknown method {other}")).into_http());
+                self.ingest
+                    .refuse_request(Transport::Grpc, "not_found", other);
+                return Ok(
+                    tonic::Status::unimplemented(format!("unknown method {other}")).into_http(),
+                );
             }
         };
         let mut encodings = EnabledCompressionEncodings::default();
@@ -181,18 +219,43 @@ impl GrpcHandler {
             .apply_max_message_size_config(Some(self.max_recv_bytes), None);
         let max = self.max_recv_bytes;
         let ingest = self.ingest.clone();
-        let response = grpc.unary(ExportCall { handler: self, signal }, request).await;
-        // tonic refuses oversized messages itself (before our handler runs);
-        // count those refusals too. Its message is the only way to tell them
-        // apart from our own RESOURCE_EXHAUSTED backpressure answers.
-        let too_large = response
+        let reached = Arc::new(AtomicBool::new(false));
+        let call = ExportCall {
+            handler: self,
+            signal,
+            reached: reached.clone(),
+        };
+        let response = grpc.unary(call, request).await;
+        if reached.load(Ordering::Relaxed) {
+            return Ok(response);
+        }
+        // tonic refused the message before our handler ran. Count it, and
+        // answer an oversized or bomb message with RESOURCE_EXHAUSTED as
+        // grpc-go does (tonic says OUT_OF_RANGE, which clients would retry).
+        let code = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let message = response
             .headers()
             .get("grpc-message")
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|m| m.contains("message%20length%20too%20large") || m.contains("message length too large"));
+            .map(|m| m.replace("%20", " "))
+            .unwrap_or_default();
+        let too_large = code == "11"
+            || code == "8"
+            || message.contains("size limit")
+            || message.contains("too large");
         if too_large {
-            ingest.refuse_request(Transport::Grpc, "too_large", &format!("message larger than {max} bytes"));
+            ingest.refuse_request(Transport::Grpc, "too_large", &message);
+            let status = tonic::Status::resource_exhausted(format!(
+                "received message larger than max ({max} bytes)"
+            ));
+            return Ok(status.into_http());
         }
+        let reason = if code == "12" { "encoding" } else { "decode" };
+        ingest.refuse_request(Transport::Grpc, reason, &message);
         Ok(response)
     }
 }

@@ -7,7 +7,9 @@ use super::grpc::response_bytes;
 use super::ingest::{Ingest, Transport};
 use crate::compression::{DecompressError, Encoding};
 use crate::consumer::ConsumeError;
-use crate::pdata::{ClientInfo, Logs, Metrics, Payload, Rejected, Signal, Traces, json, rpc::RpcStatus};
+use crate::pdata::{
+    ClientInfo, Logs, Metrics, Payload, Rejected, Signal, Traces, json, rpc::RpcStatus,
+};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, StatusCode};
@@ -58,21 +60,41 @@ struct Reply {
 
 impl Reply {
     fn text(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, content_type: "text/plain; charset=utf-8", body: Bytes::from(message.into()), retry_after: None, allow_post: false }
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(message.into()),
+            retry_after: None,
+            allow_post: false,
+        }
     }
 
     /// An error body as `google.rpc.Status` in the request's encoding.
-    fn status(status: StatusCode, format: BodyFormat, grpc_code: tonic::Code, message: &str) -> Self {
+    fn status(
+        status: StatusCode,
+        format: BodyFormat,
+        grpc_code: tonic::Code,
+        message: &str,
+    ) -> Self {
         let body = match format {
             BodyFormat::Protobuf => RpcStatus::new(grpc_code as i32, message, None).encode_to_vec(),
             BodyFormat::Json => json::encode_status(grpc_code as i32, message),
         };
-        Self { status, content_type: format.content_type(), body: Bytes::from(body), retry_after: None, allow_post: false }
+        Self {
+            status,
+            content_type: format.content_type(),
+            body: Bytes::from(body),
+            retry_after: None,
+            allow_post: false,
+        }
     }
 
     fn from_consume_error(format: BodyFormat, e: &ConsumeError) -> Self {
         let mut reply = Self::status(e.http_status(), format, e.grpc_code(), e.message());
-        if matches!(reply.status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+        if matches!(
+            reply.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
             reply.retry_after = e.retry_after();
         }
         reply
@@ -127,18 +149,28 @@ impl HttpSettings {
         Ok(response)
     }
 
-    async fn handle(&self, peer: Option<SocketAddr>, request: http::Request<hyper::body::Incoming>) -> Reply {
+    async fn handle(
+        &self,
+        peer: Option<SocketAddr>,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> Reply {
         let ingest = &self.ingest;
         let Some(signal) = self.signal_for(request.uri().path()) else {
             ingest.refuse_request(Transport::Http, "not_found", request.uri().path());
             return Reply::text(StatusCode::NOT_FOUND, "404 page not found");
         };
         if request.method() == Method::OPTIONS && self.cors.is_some() {
-            return Reply { status: StatusCode::NO_CONTENT, ..Reply::text(StatusCode::NO_CONTENT, "") };
+            return Reply {
+                status: StatusCode::NO_CONTENT,
+                ..Reply::text(StatusCode::NO_CONTENT, "")
+            };
         }
         if request.method() != Method::POST {
             ingest.refuse_request(Transport::Http, "method", request.method().as_str());
-            let mut reply = Reply::text(StatusCode::METHOD_NOT_ALLOWED, format!("{} method not allowed, supported: [POST]", request.method()));
+            let mut reply = Reply::text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{} method not allowed, supported: [POST]", request.method()),
+            );
             reply.allow_post = true;
             return reply;
         }
@@ -146,7 +178,13 @@ impl HttpSettings {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .unwrap_or_default();
         let format = match content_type.as_str() {
             "application/x-protobuf" => BodyFormat::Protobuf,
@@ -155,7 +193,9 @@ impl HttpSettings {
                 ingest.refuse_request(Transport::Http, "content_type", other);
                 return Reply::text(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    format!("{other:?} is not supported, supported: [application/json, application/x-protobuf]"),
+                    format!(
+                        "{other:?} is not supported, supported: [application/json, application/x-protobuf]"
+                    ),
                 );
             }
         };
@@ -164,10 +204,26 @@ impl HttpSettings {
             Reply::status(status, format, tonic::Code::InvalidArgument, &message)
         };
 
-        let encoding_header = request.headers().get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let encoding_header = request
+            .headers()
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let encoding = match Encoding::from_header(encoding_header) {
-            Some(e) if e == Encoding::Identity || self.encodings.is_empty() || self.encodings.contains(&e) => e,
-            _ => return bad("encoding", StatusCode::BAD_REQUEST, format!("unsupported Content-Encoding {encoding_header:?}")),
+            Some(e)
+                if e == Encoding::Identity
+                    || self.encodings.is_empty()
+                    || self.encodings.contains(&e) =>
+            {
+                e
+            }
+            _ => {
+                return bad(
+                    "encoding",
+                    StatusCode::BAD_REQUEST,
+                    format!("unsupported Content-Encoding {encoding_header:?}"),
+                );
+            }
         };
 
         let declared = request
@@ -176,7 +232,11 @@ impl HttpSettings {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > self.max_body as u64) {
-            return bad("too_large", StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {} bytes", self.max_body));
+            return bad(
+                "too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds {} bytes", self.max_body),
+            );
         }
         let client = if self.include_metadata {
             let pairs = request
@@ -188,19 +248,34 @@ impl HttpSettings {
         } else {
             ClientInfo::from_addr(peer)
         };
-        let body = match Limited::new(request.into_body(), self.max_body).collect().await {
+        let body = match Limited::new(request.into_body(), self.max_body)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                return bad("too_large", StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {} bytes", self.max_body));
+                return bad(
+                    "too_large",
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body exceeds {} bytes", self.max_body),
+                );
             }
-            Err(e) => return bad("decode", StatusCode::BAD_REQUEST, format!("failed to read request body: {e}")),
+            Err(e) => {
+                return bad(
+                    "decode",
+                    StatusCode::BAD_REQUEST,
+                    format!("failed to read request body: {e}"),
+                );
+            }
         };
         let body = if encoding == Encoding::Identity {
             body
         } else {
             match encoding.decompress(&body, self.max_body) {
                 Ok(plain) => Bytes::from(plain),
-                Err(e @ DecompressError::TooLarge { .. }) => return bad("too_large", StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+                Err(e @ DecompressError::TooLarge { .. }) => {
+                    return bad("too_large", StatusCode::PAYLOAD_TOO_LARGE, e.to_string());
+                }
                 Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
             }
         };
@@ -221,13 +296,21 @@ impl HttpSettings {
     }
 }
 
-fn decode(signal: Signal, format: BodyFormat, body: Bytes) -> Result<Payload, crate::pdata::BatchError> {
+fn decode(
+    signal: Signal,
+    format: BodyFormat,
+    body: Bytes,
+) -> Result<Payload, crate::pdata::BatchError> {
     Ok(match (signal, format) {
         (Signal::Traces, BodyFormat::Protobuf) => Payload::Traces(Traces::decode(body)?),
         (Signal::Metrics, BodyFormat::Protobuf) => Payload::Metrics(Metrics::decode(body)?),
         (Signal::Logs, BodyFormat::Protobuf) => Payload::Logs(Logs::decode(body)?),
-        (Signal::Traces, BodyFormat::Json) => Payload::Traces(Traces::new(json::decode_traces(&body)?)),
-        (Signal::Metrics, BodyFormat::Json) => Payload::Metrics(Metrics::new(json::decode_metrics(&body)?)),
+        (Signal::Traces, BodyFormat::Json) => {
+            Payload::Traces(Traces::new(json::decode_traces(&body)?))
+        }
+        (Signal::Metrics, BodyFormat::Json) => {
+            Payload::Metrics(Metrics::new(json::decode_metrics(&body)?))
+        }
         (Signal::Logs, BodyFormat::Json) => Payload::Logs(Logs::new(json::decode_logs(&body)?)),
     })
 }
@@ -241,16 +324,25 @@ fn success_body(signal: Signal, format: BodyFormat, rejected: Option<Rejected>) 
                 Signal::Metrics => "rejectedDataPoints",
                 Signal::Logs => "rejectedLogRecords",
             };
-            let (count, message) = rejected.map(|r| (r.items as i64, r.message)).unwrap_or_default();
+            let (count, message) = rejected
+                .map(|r| (r.items as i64, r.message))
+                .unwrap_or_default();
             Bytes::from(json::encode_partial_success(count, &message, field))
         }
     }
 }
 
 /// Builds the per-server settings' response header list, skipping invalid ones.
-pub(crate) fn response_header_list(headers: &std::collections::BTreeMap<String, String>) -> Vec<(header::HeaderName, HeaderValue)> {
+pub(crate) fn response_header_list(
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Vec<(header::HeaderName, HeaderValue)> {
     headers
         .iter()
-        .filter_map(|(k, v)| Some((header::HeaderName::from_bytes(k.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+        .filter_map(|(k, v)| {
+            Some((
+                header::HeaderName::from_bytes(k.as_bytes()).ok()?,
+                HeaderValue::from_str(v).ok()?,
+            ))
+        })
         .collect()
 }

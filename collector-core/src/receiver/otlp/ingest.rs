@@ -44,8 +44,15 @@ pub(crate) struct Ingest {
 }
 
 /// Reasons a request is refused before decoding, as metric labels.
-pub(crate) const BAD_REQUEST_REASONS: [&str; 7] =
-    ["decode", "too_large", "content_type", "method", "encoding", "not_found", "no_pipeline"];
+pub(crate) const BAD_REQUEST_REASONS: [&str; 7] = [
+    "decode",
+    "too_large",
+    "content_type",
+    "method",
+    "encoding",
+    "not_found",
+    "no_pipeline",
+];
 
 impl Ingest {
     pub(crate) fn new(id: &str, host: &Host, consumers: ReceiverConsumers) -> Self {
@@ -83,7 +90,13 @@ impl Ingest {
                 );
             }
         }
-        Self { consumers, counters, bad_requests, log: RateLimitedLog::default(), id: id.to_string() }
+        Self {
+            consumers,
+            counters,
+            bad_requests,
+            log: RateLimitedLog::default(),
+            id: id.to_string(),
+        }
     }
 
     /// Whether any pipeline takes this signal from this receiver.

@@ -74,23 +74,42 @@ pub struct OtlpReceiver {
 }
 
 impl OtlpReceiver {
-    fn start_grpc(&self, listener: Arc<tokio::net::TcpListener>, grpc: &GrpcConfig) -> RunningServer {
-        let max_recv_bytes = usize::try_from(grpc.max_recv_msg_size_mib.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX);
-        let keepalive = grpc.keepalive.as_ref().and_then(|k| k.server_parameters.as_ref());
+    fn start_grpc(
+        &self,
+        listener: Arc<tokio::net::TcpListener>,
+        grpc: &GrpcConfig,
+    ) -> RunningServer {
+        let max_recv_bytes =
+            usize::try_from(grpc.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX);
+        let keepalive = grpc
+            .keepalive
+            .as_ref()
+            .and_then(|k| k.server_parameters.as_ref());
         let http2 = Http2Settings {
-            max_concurrent_streams: (grpc.max_concurrent_streams > 0).then_some(grpc.max_concurrent_streams),
+            max_concurrent_streams: (grpc.max_concurrent_streams > 0)
+                .then_some(grpc.max_concurrent_streams),
             keepalive_interval: keepalive.and_then(|k| k.time),
             keepalive_timeout: keepalive.and_then(|k| k.timeout),
         };
         let ingest = self.ingest.clone();
         let include_metadata = grpc.include_metadata;
         server::spawn(listener, http2, move |peer| {
-            let handler = grpc::GrpcHandler { ingest: ingest.clone(), max_recv_bytes, include_metadata, peer };
+            let handler = grpc::GrpcHandler {
+                ingest: ingest.clone(),
+                max_recv_bytes,
+                include_metadata,
+                peer,
+            };
             move |request| handler.clone().serve(request)
         })
     }
 
-    fn start_http(&self, listener: Arc<tokio::net::TcpListener>, config: &HttpConfig) -> RunningServer {
+    fn start_http(
+        &self,
+        listener: Arc<tokio::net::TcpListener>,
+        config: &HttpConfig,
+    ) -> RunningServer {
         let settings = Arc::new(http::HttpSettings {
             ingest: self.ingest.clone(),
             traces_path: config.traces_url_path.clone(),
@@ -116,7 +135,10 @@ impl OtlpReceiver {
 /// Logs the bound address in a stable shape (`component`, `protocol`,
 /// `address` fields), so tools and tests can find ports bound as `:0`.
 fn log_listening(id: &str, protocol: &str, listener: &tokio::net::TcpListener) {
-    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     tracing::info!(component = %id, protocol, address = %address, "listening");
 }
 
@@ -126,12 +148,22 @@ impl Lifecycle for OtlpReceiver {
         let protocols = &self.config.protocols;
         let mut servers = Vec::new();
         if let Some(grpc) = &protocols.grpc {
-            let listener = self.host.listeners.tcp(&format!("{}/grpc", self.id), &grpc.endpoint).await.map_err(|e| ComponentError::new(format!("grpc: {e}")))?;
+            let listener = self
+                .host
+                .listeners
+                .tcp(&format!("{}/grpc", self.id), &grpc.endpoint)
+                .await
+                .map_err(|e| ComponentError::new(format!("grpc: {e}")))?;
             log_listening(&self.id, "grpc", &listener);
             servers.push(self.start_grpc(listener, grpc));
         }
         if let Some(http) = &protocols.http {
-            let listener = match self.host.listeners.tcp(&format!("{}/http", self.id), &http.endpoint).await {
+            let listener = match self
+                .host
+                .listeners
+                .tcp(&format!("{}/http", self.id), &http.endpoint)
+                .await
+            {
                 Ok(listener) => listener,
                 Err(e) => {
                     for server in servers {

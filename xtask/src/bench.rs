@@ -1,0 +1,826 @@
+//! `cargo xtask bench`: collector throughput per CPU-second, side by side.
+//!
+//! ```text
+//! cargo xtask bench                      # 10 s per contender, every contender
+//! cargo xtask bench --quick              # 2 s per contender (smoke run)
+//! cargo xtask bench --duration 30s --rounds 3
+//! cargo xtask bench --only floor,agent-gzip --no-build
+//! cargo xtask bench --rotel-agent /path/to/rotel-agent
+//! ```
+//!
+//! One run builds the project once (`cargo build --release -p collector -p
+//! loadgen`), starts one counting sink (`otel-sink`, OTLP/gRPC, counts spans
+//! and discards them), then measures each contender in turn on loopback, with
+//! the same load from `otel-loadgen` (OTLP/gRPC, 100 spans per request, as
+//! fast as they are accepted, `--concurrency` requests in flight):
+//!
+//! | contender | what runs between the load generator and the sink |
+//! | --- | --- |
+//! | `floor` | `otel-sink --relay`: copies TCP bytes both ways, no parsing (the least any process could spend) |
+//! | `rotel` | Rotel's `rotel-agent` (PyPI `rotel`): OTLP/gRPC in -> batch (8192 / 200ms) -> OTLP/gRPC out, gzip (its default) |
+//! | `agent-gzip` | our `agent-collector`: otlp receiver -> batch (8192 / 200ms) -> otlp exporter, `compression: gzip` (the default) |
+//! | `agent-none` | the same with `compression: none` |
+//!
+//! (Rotel gzips its export whatever `--otlp-exporter-compression` says, so
+//! there is no uncompressed Rotel row; the table's `export` column shows what
+//! the sink actually received.)
+//!
+//! For each: a warm-up (`--warmup`, not measured), then the measured window
+//! from the start of the load until the sink has counted every span the load
+//! generator got accepted (or nothing arrived for a while). Printed, from the
+//! collector process only (`/proc/<pid>`):
+//!
+//! - spans per CPU-second: delivered spans / (utime + stime over the window);
+//! - spans per wall second: delivered spans / the window (start of the load
+//!   until the sink counted the last of them, so a backlog the collector
+//!   accepted but exports late does not inflate it);
+//! - peak RSS: `VmHWM`;
+//! - delivered/sent: the sink's count against the load generator's accepted count;
+//! - the ratio of spans per CPU-second to Rotel's and to the floor's.
+//!
+//! The target for our agent is >= 2x Rotel's spans per CPU-second at no more
+//! than Rotel's peak RSS. Everything also goes to `target/bench/results.json`;
+//! each process's output goes to `target/bench/logs/`.
+//!
+//! Rotel is downloaded once with pip into `~/.cache/ollyscale-otel/rotel/`
+//! (see [`rotel`]); when it cannot be had, the other contenders still run and
+//! its row says why. Every child process is killed when the run ends, fails
+//! or is interrupted (Ctrl-C). The machine's other load shows up as noise:
+//! compare figures from one run, and use `--rounds` for medians.
+
+mod children;
+mod probe;
+mod report;
+mod rotel;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+
+use crate::{cmd, paths};
+use children::{ChildGuard, check_interrupted, pause};
+use probe::{SinkCounts, cpu_ticks, free_address, peak_rss_bytes, sink_counts};
+
+/// How long a started process may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts at starting a process on fresh ports before giving up.
+const START_ATTEMPTS: usize = 3;
+/// After the load ends, the drain stops once nothing arrived for this long...
+const DRAIN_QUIET: Duration = Duration::from_secs(3);
+/// ...or at the latest after this long.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// Batch settings given to every collector (Rotel's defaults).
+const BATCH_SIZE: usize = 8192;
+const BATCH_TIMEOUT: &str = "200ms";
+
+/// Options of `cargo xtask bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Measured load per contender (Go-style: `10s`, `500ms`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unmeasured load before each measurement.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Smoke run: 2 s per contender, 500 ms warm-up (overrides --duration and --warmup).
+    #[arg(long)]
+    quick: bool,
+    /// Rounds over all contenders; each row shows the round with the median spans/CPU-s.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    rounds: u32,
+    /// Requests the load generator keeps in flight.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Spans per request.
+    #[arg(long, default_value_t = 100)]
+    items_per_request: usize,
+    /// Contenders to run, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<ContenderId>,
+    /// Use the release binaries already built (skip `cargo build --release`).
+    #[arg(long)]
+    no_build: bool,
+    /// A `rotel-agent` binary to use instead of the one from PyPI.
+    #[arg(long, value_name = "PATH")]
+    rotel_agent: Option<PathBuf>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?} (expected e.g. 10s, 500ms, 1m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" | "" => value,
+        "m" => value * 60.0,
+        _ => {
+            return Err(format!(
+                "invalid duration unit in {text:?} (use ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}
+
+/// One thing measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ContenderId {
+    /// TCP byte relay (no parsing).
+    Floor,
+    /// Rotel, gzip export.
+    Rotel,
+    /// Our agent-collector, gzip export.
+    AgentGzip,
+    /// Our agent-collector, uncompressed export.
+    AgentNone,
+}
+
+impl ContenderId {
+    const ALL: [ContenderId; 4] = [
+        ContenderId::Floor,
+        ContenderId::Rotel,
+        ContenderId::AgentGzip,
+        ContenderId::AgentNone,
+    ];
+
+    /// The name on the command line and in results.json.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ContenderId::Floor => "floor",
+            ContenderId::Rotel => "rotel",
+            ContenderId::AgentGzip => "agent-gzip",
+            ContenderId::AgentNone => "agent-none",
+        }
+    }
+
+    /// The name in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ContenderId::Floor => "floor (byte relay)",
+            ContenderId::Rotel => "rotel (gzip)",
+            ContenderId::AgentGzip => "agent (gzip)",
+            ContenderId::AgentNone => "agent (none)",
+        }
+    }
+
+    fn is_rotel(self) -> bool {
+        self == ContenderId::Rotel
+    }
+}
+
+/// The settings every contender ran with.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) duration: Duration,
+    pub(crate) warmup: Duration,
+    pub(crate) rounds: u32,
+    pub(crate) concurrency: usize,
+    pub(crate) items_per_request: usize,
+    pub(crate) cpus: usize,
+    pub(crate) rotel_version: Option<String>,
+}
+
+/// The figures of one measured window.
+#[derive(Clone, Debug)]
+pub(crate) struct Measurement {
+    /// Spans the sink counted during the window.
+    pub(crate) delivered: u64,
+    /// Spans the load generator sent.
+    pub(crate) sent: u64,
+    /// Spans the collector accepted (OK answers).
+    pub(crate) accepted: u64,
+    pub(crate) refused_requests: u64,
+    pub(crate) failed_requests: u64,
+    /// How long the load generator sent.
+    pub(crate) loadgen_seconds: f64,
+    /// Load plus drain: the span of the CPU reading.
+    pub(crate) window_seconds: f64,
+    /// The collector's user + system CPU time over the window.
+    pub(crate) cpu_seconds: f64,
+    pub(crate) peak_rss_bytes: u64,
+    /// Whether the sink saw every accepted span.
+    pub(crate) drained: bool,
+    /// What the sink received in the window.
+    pub(crate) export: SinkCounts,
+    pub(crate) sink_cpu_seconds: f64,
+    /// Approximate (sampled until it exited).
+    pub(crate) loadgen_cpu_seconds: f64,
+}
+
+impl Measurement {
+    pub(crate) fn spans_per_cpu_second(&self) -> f64 {
+        if self.cpu_seconds > 0.0 {
+            self.delivered as f64 / self.cpu_seconds
+        } else {
+            f64::NAN
+        }
+    }
+
+    pub(crate) fn spans_per_second(&self) -> f64 {
+        if self.window_seconds > 0.0 {
+            self.delivered as f64 / self.window_seconds
+        } else {
+            f64::NAN
+        }
+    }
+
+    pub(crate) fn delivered_ratio(&self) -> f64 {
+        if self.accepted > 0 {
+            self.delivered as f64 / self.accepted as f64
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// What became of a contender.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// One measurement per round.
+    Measured(Vec<Measurement>),
+    /// Could not be started at all (Rotel not obtainable).
+    Unavailable(String),
+    /// Started but a round failed.
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct ContenderResult {
+    pub(crate) id: ContenderId,
+    pub(crate) description: String,
+    pub(crate) outcome: Outcome,
+}
+
+/// Paths of the binaries and outputs.
+struct Layout {
+    agent: PathBuf,
+    loadgen: PathBuf,
+    sink: PathBuf,
+    out_dir: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Layout {
+    fn new() -> Self {
+        let root = paths::repo_root();
+        let target = match std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+            Some(dir) => root.join(dir),
+            None => root.join("target"),
+        };
+        let release = target.join("release");
+        let out_dir = target.join("bench");
+        Layout {
+            agent: release.join("agent-collector"),
+            loadgen: release.join("otel-loadgen"),
+            sink: release.join("otel-sink"),
+            log_dir: out_dir.join("logs"),
+            out_dir,
+        }
+    }
+
+    fn log(&self, name: &str) -> PathBuf {
+        self.log_dir.join(format!("{name}.log"))
+    }
+}
+
+/// `cargo xtask bench`.
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
+    children::catch_interrupts();
+    let (duration, warmup) = if args.quick {
+        (Duration::from_secs(2), Duration::from_millis(500))
+    } else {
+        (args.duration, args.warmup)
+    };
+    if duration.is_zero() || args.concurrency == 0 || args.items_per_request == 0 {
+        bail!("--duration, --concurrency and --items-per-request must be > 0");
+    }
+    let contenders: Vec<ContenderId> = ContenderId::ALL
+        .into_iter()
+        .filter(|id| args.only.is_empty() || args.only.contains(id))
+        .collect();
+    let layout = Layout::new();
+    std::fs::create_dir_all(&layout.log_dir)
+        .with_context(|| format!("creating {}", layout.log_dir.display()))?;
+
+    if !args.no_build {
+        eprintln!(
+            "bench: building release binaries (cargo build --release -p collector -p loadgen)"
+        );
+        cmd::run_inherited(cmd::cargo().current_dir(paths::repo_root()).args([
+            "build",
+            "--release",
+            "-p",
+            "collector",
+            "-p",
+            "loadgen",
+        ]))?;
+    }
+    for binary in [&layout.agent, &layout.loadgen, &layout.sink] {
+        if !cmd::is_executable(binary) {
+            bail!("{} is missing (run without --no-build)", binary.display());
+        }
+    }
+
+    let rotel = if contenders.iter().any(|id| id.is_rotel()) {
+        match rotel::obtain(args.rotel_agent.as_deref()) {
+            Ok(rotel) => {
+                eprintln!(
+                    "bench: rotel {} at {}",
+                    rotel.version,
+                    rotel.binary.display()
+                );
+                Ok(rotel)
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                eprintln!("bench: rotel: unavailable: {why}");
+                Err(why)
+            }
+        }
+    } else {
+        Err("not selected".to_string())
+    };
+
+    let settings = Settings {
+        duration,
+        warmup,
+        rounds: args.rounds,
+        concurrency: args.concurrency,
+        items_per_request: args.items_per_request,
+        cpus: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        rotel_version: rotel.as_ref().ok().map(|r| r.version.clone()),
+    };
+    let mut bench = Bench {
+        layout: &layout,
+        settings: &settings,
+        sink: Sink::start(&layout)?,
+    };
+
+    let mut results: Vec<ContenderResult> = contenders
+        .iter()
+        .map(|&id| ContenderResult {
+            id,
+            description: describe(id),
+            outcome: match (&rotel, id.is_rotel()) {
+                (Err(why), true) => Outcome::Unavailable(why.clone()),
+                _ => Outcome::Measured(Vec::new()),
+            },
+        })
+        .collect();
+    for round in 1..=settings.rounds {
+        for result in results.iter_mut() {
+            let Outcome::Measured(rounds) = &mut result.outcome else {
+                continue;
+            };
+            let id = result.id;
+            eprintln!(
+                "bench: round {round}/{}: {} ...",
+                settings.rounds,
+                id.label()
+            );
+            match bench.measure(id, rotel.as_ref().ok()) {
+                Ok(m) => {
+                    eprintln!(
+                        "bench:   {:.0} spans/CPU-s, {:.0} spans/s, {:.2} CPU-s, peak RSS {:.1} MiB, delivered {}/{}",
+                        m.spans_per_cpu_second(),
+                        m.spans_per_second(),
+                        m.cpu_seconds,
+                        m.peak_rss_bytes as f64 / (1024.0 * 1024.0),
+                        m.delivered,
+                        m.accepted
+                    );
+                    rounds.push(m);
+                }
+                Err(e) => {
+                    check_interrupted()?;
+                    eprintln!("bench:   failed: {e:#}");
+                    result.outcome = Outcome::Failed(format!("{e:#}"));
+                }
+            }
+        }
+    }
+
+    print!("{}", report::table(&settings, &results));
+    let json_path = layout.out_dir.join("results.json");
+    std::fs::write(
+        &json_path,
+        format!("{}\n", report::json(&settings, &results)),
+    )
+    .with_context(|| format!("writing {}", json_path.display()))?;
+    println!(
+        "\nresults: {}\nlogs:    {}",
+        json_path.display(),
+        layout.log_dir.display()
+    );
+    Ok(())
+}
+
+fn describe(id: ContenderId) -> String {
+    match id {
+        ContenderId::Floor => "otel-sink --relay: TCP bytes copied both ways, no parsing".into(),
+        ContenderId::Rotel => format!(
+            "rotel-agent: OTLP/gRPC -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> OTLP/gRPC, compression gzip"
+        ),
+        ContenderId::AgentGzip | ContenderId::AgentNone => {
+            let compression = if id == ContenderId::AgentGzip {
+                "gzip"
+            } else {
+                "none"
+            };
+            format!(
+                "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {compression}"
+            )
+        }
+    }
+}
+
+/// The counting sink, shared by every contender.
+struct Sink {
+    guard: ChildGuard,
+    grpc: SocketAddr,
+    stats: SocketAddr,
+}
+
+impl Sink {
+    fn start(layout: &Layout) -> Result<Sink> {
+        with_fresh_ports("otel-sink", || {
+            let (grpc, stats) = (free_address()?, free_address()?);
+            let mut command = Command::new(&layout.sink);
+            command
+                .arg("--listen")
+                .arg(grpc.to_string())
+                .arg("--stats")
+                .arg(stats.to_string())
+                .arg("--exit-with-parent");
+            let mut guard = ChildGuard::spawn("otel-sink", &mut command, &layout.log("sink"))?;
+            guard.wait_listening(stats, START_TIMEOUT)?;
+            guard.wait_listening(grpc, START_TIMEOUT)?;
+            sink_counts(stats)?;
+            Ok(Sink { guard, grpc, stats })
+        })
+    }
+
+    fn counts(&mut self) -> Result<SinkCounts> {
+        self.guard.check_running()?;
+        sink_counts(self.stats).with_context(|| {
+            format!(
+                "the sink stopped answering (see {})",
+                self.guard.log().display()
+            )
+        })
+    }
+
+    /// Polls until `expected` spans more than `base` arrived; false when the
+    /// count stopped moving for [`DRAIN_QUIET`] (or [`DRAIN_LIMIT`] passed) first.
+    fn drain(&mut self, base: &SinkCounts, expected: u64) -> Result<(SinkCounts, bool)> {
+        let started = Instant::now();
+        let mut last = self.counts()?;
+        let mut last_change = started;
+        loop {
+            if last.since(base).spans >= expected {
+                return Ok((last, true));
+            }
+            if last_change.elapsed() >= DRAIN_QUIET || started.elapsed() >= DRAIN_LIMIT {
+                return Ok((last, false));
+            }
+            pause()?;
+            let now = self.counts()?;
+            if now != last {
+                last_change = Instant::now();
+            }
+            last = now;
+        }
+    }
+}
+
+/// Runs `start` up to [`START_ATTEMPTS`] times: a port picked free may have
+/// been taken before the child bound it.
+fn with_fresh_ports<T>(what: &str, mut start: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        check_interrupted()?;
+        match start() {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt < START_ATTEMPTS => {
+                check_interrupted()?;
+                eprintln!("bench: {what} did not start ({e:#}); retrying on other ports");
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(e.context(format!("{what} did not start ({START_ATTEMPTS} attempts)")));
+            }
+        }
+    }
+}
+
+/// What otel-loadgen reported.
+struct LoadgenSummary {
+    sent: u64,
+    accepted: u64,
+    refused_requests: u64,
+    failed_requests: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+/// A contender's running process, and where the load goes.
+struct Running {
+    guard: ChildGuard,
+    endpoint: SocketAddr,
+}
+
+struct Bench<'a> {
+    layout: &'a Layout,
+    settings: &'a Settings,
+    sink: Sink,
+}
+
+impl Bench<'_> {
+    /// Starts the contender, warms it up, measures one window, stops it.
+    fn measure(&mut self, id: ContenderId, rotel: Option<&rotel::Rotel>) -> Result<Measurement> {
+        let mut running = self.start(id, rotel)?;
+        let pid = running.guard.pid();
+        let ticks = probe::clock_ticks_per_second();
+
+        if !self.settings.warmup.is_zero() {
+            let base = self.sink.counts()?;
+            let warm = self.loadgen(
+                &format!("{}-warmup", id.name()),
+                running.endpoint,
+                self.settings.warmup,
+            )?;
+            self.sink.drain(&base, warm.accepted)?;
+        }
+        running.guard.check_running()?;
+
+        let sink_before = self.sink.counts()?;
+        let sink_cpu_before = cpu_ticks(self.sink.guard.pid())?;
+        let cpu_before = cpu_ticks(pid)?;
+        let started = Instant::now();
+        let load = self.loadgen(id.name(), running.endpoint, self.settings.duration)?;
+        let (sink_after, drained) = self.sink.drain(&sink_before, load.accepted)?;
+        let cpu_after = cpu_ticks(pid)?;
+        let window_seconds = started.elapsed().as_secs_f64();
+        let sink_cpu_after = cpu_ticks(self.sink.guard.pid())?;
+        let peak_rss = peak_rss_bytes(pid)?;
+        running.guard.check_running()?;
+        let export = sink_after.since(&sink_before);
+        Ok(Measurement {
+            delivered: export.spans,
+            sent: load.sent,
+            accepted: load.accepted,
+            refused_requests: load.refused_requests,
+            failed_requests: load.failed_requests,
+            loadgen_seconds: load.seconds,
+            window_seconds,
+            cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / ticks,
+            peak_rss_bytes: peak_rss,
+            drained,
+            export,
+            sink_cpu_seconds: sink_cpu_after.saturating_sub(sink_cpu_before) as f64 / ticks,
+            loadgen_cpu_seconds: load.cpu_seconds,
+        })
+    }
+
+    fn start(&self, id: ContenderId, rotel: Option<&rotel::Rotel>) -> Result<Running> {
+        let sink = self.sink.grpc;
+        let log = self.layout.log(id.name());
+        with_fresh_ports(id.label(), || {
+            let listen = free_address()?;
+            let mut command = match id {
+                ContenderId::Floor => {
+                    let mut c = Command::new(&self.layout.sink);
+                    c.arg("--relay")
+                        .arg(listen.to_string())
+                        .arg(sink.to_string())
+                        .arg("--exit-with-parent");
+                    c
+                }
+                ContenderId::Rotel => {
+                    let rotel = rotel.context("rotel is unavailable")?;
+                    rotel_command(rotel, listen, sink, &self.layout.out_dir)?
+                }
+                ContenderId::AgentGzip | ContenderId::AgentNone => {
+                    let compression = if id == ContenderId::AgentGzip {
+                        "gzip"
+                    } else {
+                        "none"
+                    };
+                    let config = self.layout.out_dir.join(format!("{}.yaml", id.name()));
+                    std::fs::write(
+                        &config,
+                        agent_config(listen, free_address()?, sink, compression),
+                    )
+                    .with_context(|| format!("writing {}", config.display()))?;
+                    let mut c = Command::new(&self.layout.agent);
+                    c.arg("--config").arg(&config);
+                    c
+                }
+            };
+            let mut guard = ChildGuard::spawn(id.label(), &mut command, &log)?;
+            guard.wait_listening(listen, START_TIMEOUT)?;
+            Ok(Running {
+                guard,
+                endpoint: listen,
+            })
+        })
+    }
+
+    /// Runs otel-loadgen against `endpoint` for `duration` and reads its summary.
+    fn loadgen(
+        &self,
+        name: &str,
+        endpoint: SocketAddr,
+        duration: Duration,
+    ) -> Result<LoadgenSummary> {
+        let mut command = Command::new(&self.layout.loadgen);
+        command
+            .arg("--endpoint")
+            .arg(endpoint.to_string())
+            .args(["--protocol", "grpc", "--signal", "traces", "--json"])
+            .arg("--items-per-request")
+            .arg(self.settings.items_per_request.to_string())
+            .arg("--concurrency")
+            .arg(self.settings.concurrency.to_string())
+            .arg("--duration")
+            .arg(format!("{}ms", duration.as_millis().max(1)));
+        let log = self.layout.log(&format!("{name}-loadgen"));
+        let mut guard = ChildGuard::spawn("otel-loadgen", &mut command, &log)?;
+        let ticks = probe::clock_ticks_per_second();
+        let deadline = Instant::now() + duration + Duration::from_secs(60);
+        let mut cpu = 0;
+        let status = loop {
+            // Sampled while it runs: once reaped, its /proc entry is gone.
+            if let Ok(now) = cpu_ticks(guard.pid()) {
+                cpu = now;
+            }
+            if let Some(status) = guard.try_exit()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "otel-loadgen did not finish within {:?}; see {}",
+                    duration + Duration::from_secs(60),
+                    log.display()
+                );
+            }
+            pause()?;
+        };
+        if !status.success() {
+            bail!("otel-loadgen failed ({status}):\n{}", guard.log_tail());
+        }
+        let output = std::fs::read_to_string(guard.log())
+            .with_context(|| format!("reading {}", log.display()))?;
+        let summary = output
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .with_context(|| format!("no JSON summary in {}", log.display()))?;
+        let number = |key: &str| {
+            probe::json_number(summary, key)
+                .with_context(|| format!("otel-loadgen: no {key:?} in {summary}"))
+        };
+        Ok(LoadgenSummary {
+            sent: number("sent_items")? as u64,
+            accepted: number("ok_items")? as u64,
+            refused_requests: number("refused_requests")? as u64,
+            failed_requests: number("failed_requests")? as u64,
+            seconds: number("seconds")?,
+            cpu_seconds: cpu as f64 / ticks,
+        })
+    }
+}
+
+fn rotel_command(
+    rotel: &rotel::Rotel,
+    listen: SocketAddr,
+    sink: SocketAddr,
+    out_dir: &Path,
+) -> Result<Command> {
+    let http = free_address()?;
+    let mut command = rotel.command();
+    command
+        .arg("start")
+        .arg("--otlp-grpc-endpoint")
+        .arg(listen.to_string())
+        .arg("--otlp-http-endpoint")
+        .arg(http.to_string())
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "grpc"])
+        .arg("--otlp-exporter-endpoint")
+        .arg(format!("http://{sink}"))
+        .args(["--otlp-exporter-compression", "gzip"])
+        .arg("--batch-max-size")
+        .arg(BATCH_SIZE.to_string())
+        .arg("--batch-timeout")
+        .arg(BATCH_TIMEOUT)
+        .arg("--pid-file")
+        .arg(out_dir.join("rotel-agent.pid"))
+        .arg("--log-file")
+        .arg(out_dir.join("rotel-agent.log"));
+    Ok(command)
+}
+
+/// The agent's config: one traces pipeline, loopback only, self-metrics on a free port.
+fn agent_config(
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    sink: SocketAddr,
+    compression: &str,
+) -> String {
+    format!(
+        "# Written by `cargo xtask bench`.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {listen}
+processors:
+  batch:
+    send_batch_size: {BATCH_SIZE}
+    send_batch_max_size: {BATCH_SIZE}
+    timeout: {BATCH_TIMEOUT}
+exporters:
+  otlp:
+    endpoint: {sink}
+    compression: {compression}
+    tls:
+      insecure: true
+service:
+  telemetry:
+    metrics:
+      address: {metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_like_go() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("10h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+
+    #[test]
+    fn agent_config_is_loopback_only() {
+        let config = agent_config(
+            "127.0.0.1:1000".parse().expect("address"),
+            "127.0.0.1:1001".parse().expect("address"),
+            "127.0.0.1:1002".parse().expect("address"),
+            "none",
+        );
+        assert!(config.contains("endpoint: 127.0.0.1:1000"));
+        assert!(config.contains("address: 127.0.0.1:1001"));
+        assert!(config.contains("endpoint: 127.0.0.1:1002"));
+        assert!(config.contains("compression: none"));
+        assert!(!config.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn median_round_is_chosen_by_cpu_rate() {
+        let round = |delivered| Measurement {
+            delivered,
+            sent: delivered,
+            accepted: delivered,
+            refused_requests: 0,
+            failed_requests: 0,
+            loadgen_seconds: 1.0,
+            window_seconds: 1.0,
+            cpu_seconds: 1.0,
+            peak_rss_bytes: 1,
+            drained: true,
+            export: SinkCounts::default(),
+            sink_cpu_seconds: 0.0,
+            loadgen_cpu_seconds: 0.0,
+        };
+        let rounds = [round(300), round(100), round(200)];
+        assert_eq!(
+            report::median_by_cpu_rate(&rounds).map(|m| m.delivered),
+            Some(200)
+        );
+        assert!(report::median_by_cpu_rate(&[]).is_none());
+    }
+}
