@@ -320,22 +320,19 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
         println!("  loadgen: {line}");
     }
 
-    // Wait until the gateway exported everything the edge collectors accepted.
-    let accepted_at_edges = metric(AGENT.metrics, "otelcol_receiver_accepted_spans_total", &[])
-        + metric(
-            BROWSER.metrics,
-            "otelcol_receiver_accepted_spans_total",
-            &[],
-        );
+    // Wait until the gateway exported everything the edge collectors accepted,
+    // signal by signal (the agent batches for up to 5 s, as the chart's config says).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while metric(
-        GATEWAY.metrics,
-        "otelcol_exporter_sent_spans_total",
-        &["exporter=\"file/demo\""],
-    ) < accepted_at_edges
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
+    for suffix in ["spans", "metric_points", "log_records"] {
+        let accepted = format!("otelcol_receiver_accepted_{suffix}_total");
+        let at_edges =
+            metric(AGENT.metrics, &accepted, &[]) + metric(BROWSER.metrics, &accepted, &[]);
+        let sent = format!("otelcol_exporter_sent_{suffix}_total");
+        while metric(GATEWAY.metrics, &sent, &["exporter=\"file/demo\""]) < at_edges
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     println!();

@@ -25,6 +25,14 @@ impl Host {
     pub fn new() -> Arc<Self> {
         Arc::new(Self::default())
     }
+
+    /// A component hit an error it cannot recover from (e.g. its server task
+    /// died): the collector reports itself unhealthy from now on, so the
+    /// orchestrator's liveness probe restarts it.
+    pub fn report_fatal_error(&self, component: &str, error: &dyn std::fmt::Display) {
+        tracing::error!(component, error = %error, "fatal component error; reporting unhealthy");
+        self.health.set(HealthStatus::Failed);
+    }
 }
 
 /// Listening sockets shared across pipeline generations.
@@ -110,8 +118,11 @@ pub enum HealthStatus {
 pub struct HealthState(AtomicU8);
 
 impl HealthState {
-    /// Sets the status.
+    /// Sets the status. `Failed` is sticky: only a restart clears it.
     pub fn set(&self, status: HealthStatus) {
+        if self.get() == HealthStatus::Failed && status != HealthStatus::Stopping {
+            return;
+        }
         let v = match status {
             HealthStatus::Starting => 0,
             HealthStatus::Ready => 1,

@@ -11,3 +11,6 @@ mod plan;
 
 pub use build::Pipelines;
 pub use plan::{Plan, plan};
+
+#[cfg(test)]
+mod tests;

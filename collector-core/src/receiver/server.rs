@@ -1,6 +1,7 @@
 //! The accept loop shared by network receivers: hyper connections on a pooled
 //! listener, stopped gracefully (in-flight requests finish) by a deadline.
 
+use crate::component::Host;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -37,7 +38,11 @@ impl RunningServer {
 }
 
 /// Serves `make_service(peer)` for each connection accepted on `listener`.
+/// If the accept loop dies (a panic: a bug), `host` is told, so the collector
+/// reports itself unhealthy instead of silently no longer listening.
 pub(crate) fn spawn<F, S, Fut, B>(
+    owner: &str,
+    host: &Arc<Host>,
     listener: Arc<TcpListener>,
     http2: Http2Settings,
     make_service: F,
@@ -53,7 +58,7 @@ where
     let stop = CancellationToken::new();
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let token = stop.clone();
-    tokio::spawn(async move {
+    let accept_loop = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         {
@@ -75,7 +80,8 @@ where
             let (stream, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
+                    // EMFILE and friends are transient: back off briefly
+                    // instead of spinning, and keep serving.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -97,6 +103,12 @@ where
         drop(listener);
         graceful.shutdown().await;
         let _ = done_tx.send(true);
+    });
+    let (host, owner) = (host.clone(), owner.to_string());
+    tokio::spawn(async move {
+        if let Err(e) = accept_loop.await {
+            host.report_fatal_error(&owner, &e);
+        }
     });
     RunningServer { stop, done }
 }

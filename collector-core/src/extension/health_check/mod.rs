@@ -117,45 +117,51 @@ impl Lifecycle for HealthCheck {
         let host = self.host.clone();
         let path: Arc<str> = Arc::from(self.config.path.as_str());
         let started = unix_seconds_now();
-        let running = server::spawn(listener, Http2Settings::default(), move |_peer| {
-            let host = host.clone();
-            let path = path.clone();
-            let started = started.clone();
-            move |request: http::Request<hyper::body::Incoming>| {
-                let status = host.health.get();
-                let matches = request.uri().path() == &*path;
+        let running = server::spawn(
+            &self.id,
+            &self.host,
+            listener,
+            Http2Settings::default(),
+            move |_peer| {
+                let host = host.clone();
+                let path = path.clone();
                 let started = started.clone();
-                async move {
-                    let (code, body) = if !matches {
-                        (
-                            http::StatusCode::NOT_FOUND,
-                            "404 page not found".to_string(),
-                        )
-                    } else {
-                        let (code, text) = match status {
-                            HealthStatus::Ready => (http::StatusCode::OK, "Server available"),
-                            HealthStatus::Starting
-                            | HealthStatus::Stopping
-                            | HealthStatus::Failed => (
-                                http::StatusCode::SERVICE_UNAVAILABLE,
-                                "Server not available",
-                            ),
+                move |request: http::Request<hyper::body::Incoming>| {
+                    let status = host.health.get();
+                    let matches = request.uri().path() == &*path;
+                    let started = started.clone();
+                    async move {
+                        let (code, body) = if !matches {
+                            (
+                                http::StatusCode::NOT_FOUND,
+                                "404 page not found".to_string(),
+                            )
+                        } else {
+                            let (code, text) = match status {
+                                HealthStatus::Ready => (http::StatusCode::OK, "Server available"),
+                                HealthStatus::Starting
+                                | HealthStatus::Stopping
+                                | HealthStatus::Failed => (
+                                    http::StatusCode::SERVICE_UNAVAILABLE,
+                                    "Server not available",
+                                ),
+                            };
+                            (
+                                code,
+                                format!("{{\"status\":\"{text}\",\"upSince\":\"{started}\"}}"),
+                            )
                         };
-                        (
-                            code,
-                            format!("{{\"status\":\"{text}\",\"upSince\":\"{started}\"}}"),
-                        )
-                    };
-                    let mut response = http::Response::new(Full::new(Bytes::from(body)));
-                    *response.status_mut() = code;
-                    response.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    Ok::<_, std::convert::Infallible>(response)
+                        let mut response = http::Response::new(Full::new(Bytes::from(body)));
+                        *response.status_mut() = code;
+                        response.headers_mut().insert(
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        );
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 }
-            }
-        });
+            },
+        );
         *self.server.lock() = Some(running);
         Ok(())
     }
@@ -166,5 +172,68 @@ impl Lifecycle for HealthCheck {
             server.stop(deadline).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::component::ComponentId;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.expect("read");
+        let status = raw
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        (
+            status,
+            raw.split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn answers_with_the_collector_health() {
+        let host = Host::new();
+        let config = HealthCheckConfig {
+            endpoint: "127.0.0.1:0".into(),
+            path: "/health".into(),
+            ..Default::default()
+        };
+        let ctx = CreateContext {
+            id: ComponentId::new("health_check", None),
+            host: host.clone(),
+        };
+        let extension = HealthCheckFactory.create(&ctx, &config).expect("create");
+        extension.start().await.expect("start");
+        let addr = host
+            .listeners
+            .local_addr("health_check", "127.0.0.1:0")
+            .expect("bound");
+
+        assert_eq!(get(addr, "/health").await.0, 503, "starting");
+        host.health.set(HealthStatus::Ready);
+        let (status, body) = get(addr, "/health").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("Server available"), "{body}");
+        assert_eq!(get(addr, "/other").await.0, 404);
+
+        host.report_fatal_error("exporter/x", &"disk full");
+        assert_eq!(get(addr, "/health").await.0, 503, "after a fatal error");
+        host.health.set(HealthStatus::Ready);
+        assert_eq!(get(addr, "/health").await.0, 503, "a fatal error is sticky");
+
+        extension
+            .shutdown(Instant::now() + std::time::Duration::from_secs(1))
+            .await
+            .expect("shutdown");
     }
 }

@@ -94,15 +94,21 @@ impl OtlpReceiver {
         };
         let ingest = self.ingest.clone();
         let include_metadata = grpc.include_metadata;
-        server::spawn(listener, http2, move |peer| {
-            let handler = grpc::GrpcHandler {
-                ingest: ingest.clone(),
-                max_recv_bytes,
-                include_metadata,
-                peer,
-            };
-            move |request| handler.clone().serve(request)
-        })
+        server::spawn(
+            &format!("{}/grpc", self.id),
+            &self.host,
+            listener,
+            http2,
+            move |peer| {
+                let handler = grpc::GrpcHandler {
+                    ingest: ingest.clone(),
+                    max_recv_bytes,
+                    include_metadata,
+                    peer,
+                };
+                move |request| handler.clone().serve(request)
+            },
+        )
     }
 
     fn start_http(
@@ -125,10 +131,16 @@ impl OtlpReceiver {
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
         });
-        server::spawn(listener, Http2Settings::default(), move |peer| {
-            let settings = settings.clone();
-            move |request| settings.clone().serve(peer, request)
-        })
+        server::spawn(
+            &format!("{}/http", self.id),
+            &self.host,
+            listener,
+            Http2Settings::default(),
+            move |peer| {
+                let settings = settings.clone();
+                move |request| settings.clone().serve(peer, request)
+            },
+        )
     }
 }
 
