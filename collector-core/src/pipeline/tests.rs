@@ -234,7 +234,7 @@ async fn receivers_fan_out_to_pipelines_and_pipelines_to_exporters() {
     );
     src_a.consume(one_span()).await.expect("consume");
 
-    let received = journal.received.lock();
+    let received = journal.received.lock().clone();
     let tags = |exporter: &str| -> Vec<Vec<String>> {
         received
             .iter()
@@ -262,7 +262,6 @@ async fn receivers_fan_out_to_pipelines_and_pipelines_to_exporters() {
         vec![vec!["tag/one".to_string()], vec!["tag/two".to_string()]]
     );
     assert_eq!(tags("sink/only_two"), vec![vec!["tag/two".to_string()]]);
-    drop(received);
 
     pipelines
         .shutdown(Instant::now() + Duration::from_secs(1))
