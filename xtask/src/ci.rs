@@ -59,12 +59,12 @@ fn steps(skip_setup: bool) -> Vec<(Step, bool)> {
             action: Action::Cargo(vec!["build", "--workspace", "--locked", "--bins"]),
         },
         Step {
-            name: "test",
-            action: Action::Tests,
-        },
-        Step {
             name: "doctest",
             action: Action::Cargo(vec!["test", "--workspace", "--doc", "--locked"]),
+        },
+        Step {
+            name: "test",
+            action: Action::Tests,
         },
     ];
     all.into_iter()
@@ -110,8 +110,63 @@ fn run_step(step: &Step) -> Result<()> {
     match &step.action {
         Action::Setup => setup::run(),
         Action::Cargo(args) => run_inherited(&mut cargo_command(args)),
-        Action::Tests => run_inherited(&mut test_command()),
+        Action::Tests => run_tests(),
     }
+}
+
+/// Runs the tests with their output streamed as usual, keeping nextest's
+/// closing `Summary` line so CI can end on a plain `N passed, N failed` line.
+fn run_tests() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut command = test_command();
+    let shown = cmd::describe(&command);
+    let mut child = command
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("could not start `{shown}`: {e}"))?;
+    let mut summary = None;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if line.trim_start().starts_with("Summary [") {
+                summary = Some(line);
+            }
+        }
+    }
+    let status = child.wait()?;
+    if let Some(counts) = summary.as_deref().and_then(plain_counts) {
+        *LAST_TEST_COUNTS.lock().unwrap_or_else(|e| e.into_inner()) = Some(counts);
+    }
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Test counts of the last test step, printed as CI's closing line.
+static LAST_TEST_COUNTS: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// `Summary [ 50.390s] 169 tests run: 166 passed, 3 failed, 0 skipped` ->
+/// `166 passed, 3 failed, 0 skipped`.
+fn plain_counts(summary: &str) -> Option<String> {
+    let after = summary.split_once("tests run:")?.1;
+    let number = |word: &str| -> u64 {
+        after
+            .split(',')
+            .find_map(|part| {
+                let mut it = part.split_whitespace();
+                let n = it.next()?.parse().ok()?;
+                (it.next()? == word).then_some(n)
+            })
+            .unwrap_or(0)
+    };
+    Some(format!(
+        "{} passed, {} failed, {} skipped",
+        number("passed"),
+        number("failed"),
+        number("skipped")
+    ))
 }
 
 fn describe_step(step: &Step) -> String {
@@ -195,6 +250,13 @@ pub(crate) fn run(skip_setup: bool) -> Result<()> {
         seconds(started.elapsed())
     );
 
+    if let Some(counts) = LAST_TEST_COUNTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        println!("tests: {counts}");
+    }
     if let Some((name, err)) = failure {
         bail!("ci failed at step `{name}`: {err:#}");
     }
@@ -218,11 +280,24 @@ mod tests {
     }
 
     #[test]
-    fn order_is_setup_fmt_clippy_build_test_doctest() {
+    fn nextest_summary_becomes_a_plain_line() {
+        assert_eq!(
+            plain_counts("     Summary [  50.390s] 169 tests run: 166 passed, 3 failed, 0 skipped")
+                .as_deref(),
+            Some("166 passed, 3 failed, 0 skipped")
+        );
+        assert_eq!(
+            plain_counts("Summary [ 1.0s] 8 tests run: 8 passed, 0 skipped").as_deref(),
+            Some("8 passed, 0 failed, 0 skipped")
+        );
+    }
+
+    #[test]
+    fn order_is_setup_fmt_clippy_build_doctest_test() {
         let names: Vec<&str> = steps(false).iter().map(|(s, _)| s.name).collect();
         assert_eq!(
             names,
-            ["setup", "fmt", "clippy", "build", "test", "doctest"]
+            ["setup", "fmt", "clippy", "build", "doctest", "test"]
         );
     }
 }

@@ -51,7 +51,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
     );
     let _ = writeln!(
         out,
-        "{:<22} {:>12} {:>11} {:>7} {:>9} {:>16} {:>7} {:>9} {:>9}",
+        "{:<20} {:>12} {:>10} {:>7} {:>10} {:>22} {:>7} {:>9} {:>9}",
         "contender",
         "spans/CPU-s",
         "spans/s",
@@ -65,7 +65,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
     let _ = writeln!(
         out,
         "{}",
-        "-".repeat(22 + 12 + 11 + 7 + 9 + 16 + 7 + 9 + 9 + 8)
+        "-".repeat(20 + 12 + 10 + 7 + 10 + 22 + 7 + 9 + 9 + 8)
     );
     for result in results {
         let Some(m) = chosen(result) else {
@@ -74,7 +74,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
                 Outcome::Failed(why) => format!("failed: {why}"),
                 Outcome::Measured(_) => "no rounds".to_string(),
             };
-            let _ = writeln!(out, "{:<22} {}", result.id.label(), first_line(&why));
+            let _ = writeln!(out, "{:<20} {}", result.id.label(), first_line(&why));
             continue;
         };
         let rate = m.spans_per_cpu_second();
@@ -90,7 +90,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
         );
         let _ = writeln!(
             out,
-            "{:<22} {:>12} {:>11} {:>7.2} {:>5.1} MiB {:>16} {:>7} {:>9} {:>9}",
+            "{:<20} {:>12} {:>10} {:>7.2} {:>6.1} MiB {:>22} {:>7} {:>9} {:>9}",
             result.id.label(),
             format!("{rate:.0}"),
             format!("{:.0}", m.spans_per_second()),
