@@ -18,6 +18,42 @@ pub struct Host {
     pub listeners: ListenerPool,
     /// Whether the pipelines are up.
     pub health: HealthState,
+    /// Services extensions offer to other components, by extension id.
+    pub services: ServiceDirectory,
+}
+
+/// Where extensions publish a service (e.g. `file_storage` its storage) for
+/// other components to find by the extension's id, as otelcol components call
+/// `host.GetExtensions()`. Extensions start before everything else, so a
+/// service is there when an exporter starts.
+#[derive(Default)]
+pub struct ServiceDirectory {
+    services: Mutex<HashMap<String, Arc<dyn std::any::Any + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for ServiceDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.services.lock().keys()).finish()
+    }
+}
+
+impl ServiceDirectory {
+    /// Publishes `service` under the extension id (replacing an older
+    /// generation's after a reload).
+    pub fn publish<T: std::any::Any + Send + Sync>(&self, extension_id: &str, service: Arc<T>) {
+        self.services.lock().insert(extension_id.to_string(), service);
+    }
+
+    /// The service an extension published, if it is of type `T`.
+    pub fn get<T: std::any::Any + Send + Sync>(&self, extension_id: &str) -> Option<Arc<T>> {
+        let service = self.services.lock().get(extension_id)?.clone();
+        service.downcast::<T>().ok()
+    }
+
+    /// Withdraws a service (when its extension stops).
+    pub fn withdraw(&self, extension_id: &str) {
+        self.services.lock().remove(extension_id);
+    }
 }
 
 impl Host {

@@ -16,7 +16,7 @@ pub use factory::{
     ExporterFactory, ExtensionFactory, Factory, ParsedConfig, ProcessorFactory, ReceiverConsumers,
     ReceiverFactory, Stability,
 };
-pub use host::{HealthState, HealthStatus, Host, ListenerPool};
+pub use host::{HealthState, HealthStatus, Host, ListenerPool, ServiceDirectory};
 pub use id::ComponentId;
 pub use kind::Kind;
 pub use registry::{Factories, FactoryError};
