@@ -50,9 +50,17 @@ impl ServiceDirectory {
         service.downcast::<T>().ok()
     }
 
-    /// Withdraws a service (when its extension stops).
-    pub fn withdraw(&self, extension_id: &str) {
-        self.services.lock().remove(extension_id);
+    /// Withdraws `service` when its extension stops, unless a newer
+    /// generation already published its own under the same id (a reload
+    /// starts the new generation before stopping the old one).
+    pub fn withdraw<T: std::any::Any + Send + Sync>(&self, extension_id: &str, service: &Arc<T>) {
+        let mut services = self.services.lock();
+        let same = services.get(extension_id).is_some_and(|current| {
+            std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(service))
+        });
+        if same {
+            services.remove(extension_id);
+        }
     }
 }
 
