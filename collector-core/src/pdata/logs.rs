@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 impl SignalRequest for ExportLogsServiceRequest {
+    const SIGNAL: super::Signal = super::Signal::Logs;
     type Resource = ResourceLogs;
 
     fn resources(&self) -> &Vec<ResourceLogs> {

@@ -84,6 +84,7 @@ fn scope_count(scope: &ScopeMetrics) -> usize {
 }
 
 impl SignalRequest for ExportMetricsServiceRequest {
+    const SIGNAL: super::Signal = super::Signal::Metrics;
     type Resource = ResourceMetrics;
 
     fn resources(&self) -> &Vec<ResourceMetrics> {

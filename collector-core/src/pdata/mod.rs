@@ -18,11 +18,13 @@ mod signal;
 mod telemetry;
 mod traces;
 mod validate;
+pub(crate) mod wire;
 
 pub use client::ClientInfo;
 pub use signal::{Batch, BatchError, SignalRequest};
 pub use telemetry::{Payload, Signal, Telemetry};
 pub use validate::Rejected;
+pub use wire::WireError;
 
 /// A batch of spans.
 pub type Traces =

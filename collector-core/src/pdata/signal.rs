@@ -1,7 +1,9 @@
 //! The generic batch type shared by the three signals.
 
+use super::wire;
 use bytes::Bytes;
 use prost::Message;
+use std::sync::OnceLock;
 
 /// What a signal's export request must provide for batching, splitting and
 /// validation. Implemented for the three OTLP export requests.
@@ -20,6 +22,8 @@ pub trait SignalRequest: Message + Default + Clone + PartialEq + Sized + 'static
     /// Moves the first `n` items (`0 < n < count_items(resource)`) of `resource`
     /// into a new element that carries the same resource and scopes.
     fn split_items(resource: &mut Self::Resource, n: usize) -> Self::Resource;
+    /// The signal this request carries.
+    const SIGNAL: super::Signal;
 }
 
 /// Why bytes could not be turned into a batch.
@@ -29,22 +33,50 @@ pub enum BatchError {
     /// nesting deeper than prost's recursion limit).
     #[error("invalid protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),
+    /// The protobuf encoding is invalid (found by the wire scanner, which
+    /// accepts exactly what prost accepts).
+    #[error(transparent)]
+    Wire(#[from] wire::WireError),
     /// The OTLP/JSON encoding is invalid.
     #[error("invalid OTLP/JSON: {0}")]
     Json(#[from] super::json::JsonError),
 }
 
-/// One OTLP export request of a signal, plus its item count and, while it is
-/// unmodified, the protobuf bytes it came from.
-#[derive(Clone, Debug, PartialEq)]
+fn schema_of(signal: super::Signal) -> &'static wire::Schema {
+    match signal {
+        super::Signal::Traces => &wire::TRACES_REQUEST,
+        super::Signal::Metrics => &wire::METRICS_REQUEST,
+        super::Signal::Logs => &wire::LOGS_REQUEST,
+    }
+}
+
+/// One OTLP export request of a signal and its item count.
+///
+/// A batch made from received protobuf bytes keeps just those bytes (checked
+/// by [`wire`], which allocates nothing) and decodes them only when something
+/// reads or changes the data. A pass-through pipeline therefore never builds
+/// the prost structures: the exporter sends the received bytes, and a queued
+/// batch costs its encoded size in memory, not several times that.
+#[derive(Clone, Debug)]
 pub struct Batch<R: SignalRequest> {
-    request: R,
     items: usize,
-    /// Protobuf encoding of `request`, kept while it is known to be exact: the
-    /// received requests' bytes, one segment per merged request. Protobuf
-    /// messages concatenate, so the segments in order encode the whole
-    /// request, and merging stays O(1) per request instead of copying.
+    /// The protobuf encoding while it is known to be exact: the received
+    /// requests' bytes, one segment per merged request. Protobuf messages
+    /// concatenate, so the segments in order encode the whole request, and
+    /// merging stays O(1) per request instead of copying.
     encoded: Option<Vec<Bytes>>,
+    /// The decoded request: set from the start when there is no encoding,
+    /// else filled on first read.
+    decoded: OnceLock<R>,
+    /// The scanner found every span/log ID well-formed, so the receiver's
+    /// invalid-ID pass can be skipped without decoding.
+    ids_checked: bool,
+}
+
+impl<R: SignalRequest> PartialEq for Batch<R> {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items && self.request() == other.request()
+    }
 }
 
 impl<R: SignalRequest> Default for Batch<R> {
@@ -53,23 +85,51 @@ impl<R: SignalRequest> Default for Batch<R> {
     }
 }
 
+/// Decodes concatenated segments into one request. The segments passed the
+/// scanner, which accepts exactly what prost accepts, so this cannot fail in
+/// practice; if it ever did, the loss is logged rather than hidden.
+fn decode_segments<R: SignalRequest>(segments: &[Bytes]) -> R {
+    let mut request = R::default();
+    for segment in segments {
+        match R::decode(segment.clone()) {
+            Ok(part) => {
+                let mut part = part;
+                request.resources_mut().append(part.resources_mut());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, bytes = segment.len(), "scanned request failed to decode; its items are lost")
+            }
+        }
+    }
+    request
+}
+
 impl<R: SignalRequest> Batch<R> {
     /// Wraps a decoded request.
     pub fn new(request: R) -> Self {
         let items = request.resources().iter().map(R::count_items).sum();
         Self {
-            request,
             items,
             encoded: None,
+            decoded: OnceLock::from(request),
+            ids_checked: false,
         }
     }
 
-    /// Decodes protobuf bytes and keeps them for a later pass-through export.
+    /// Checks protobuf bytes (without decoding them) and keeps them. Requests
+    /// with malformed IDs are decoded right away so the invalid items can be
+    /// dropped (see `Payload::remove_invalid_ids`).
     pub fn decode(bytes: Bytes) -> Result<Self, BatchError> {
-        let request = R::decode(bytes.clone())?;
-        let mut batch = Self::new(request);
-        batch.encoded = Some(vec![bytes]);
-        Ok(batch)
+        let scan = wire::scan(&bytes, schema_of(R::SIGNAL))?;
+        if scan.invalid_ids {
+            return Ok(Self::new(R::decode(bytes)?));
+        }
+        Ok(Self {
+            items: scan.items,
+            encoded: Some(vec![bytes]),
+            decoded: OnceLock::new(),
+            ids_checked: true,
+        })
     }
 
     /// Number of items (spans, metric data points or log records).
@@ -82,26 +142,42 @@ impl<R: SignalRequest> Batch<R> {
         self.items == 0
     }
 
-    /// The request, read-only.
+    /// The request, read-only (decoded on first use).
     pub fn request(&self) -> &R {
-        &self.request
+        self.decoded
+            .get_or_init(|| decode_segments(self.encoded.as_deref().unwrap_or_default()))
     }
 
     /// The resource elements, read-only.
     pub fn resources(&self) -> &[R::Resource] {
-        self.request.resources()
+        self.request().resources()
     }
 
     /// Takes the request out of the batch.
-    pub fn into_request(self) -> R {
-        self.request
+    pub fn into_request(mut self) -> R {
+        self.take_request()
+    }
+
+    fn take_request(&mut self) -> R {
+        match self.decoded.take() {
+            Some(request) => request,
+            None => decode_segments(self.encoded.as_deref().unwrap_or_default()),
+        }
+    }
+
+    /// True when the scanner already found every ID well-formed.
+    pub(crate) fn ids_known_valid(&self) -> bool {
+        self.ids_checked
     }
 
     /// Changes the data. Forgets the original encoding and recounts the items.
     pub fn modify<T>(&mut self, f: impl FnOnce(&mut Vec<R::Resource>) -> T) -> T {
+        let mut request = self.take_request();
         self.encoded = None;
-        let out = f(self.request.resources_mut());
-        self.items = self.request.resources().iter().map(R::count_items).sum();
+        self.ids_checked = false;
+        let out = f(request.resources_mut());
+        self.items = request.resources().iter().map(R::count_items).sum();
+        self.decoded = OnceLock::from(request);
         out
     }
 
@@ -117,7 +193,7 @@ impl<R: SignalRequest> Batch<R> {
                 }
                 Bytes::from(joined)
             }
-            None => Bytes::from(self.request.encode_to_vec()),
+            None => Bytes::from(self.request().encode_to_vec()),
         }
     }
 
@@ -127,7 +203,7 @@ impl<R: SignalRequest> Batch<R> {
     pub fn protobuf_segments(&self) -> Vec<Bytes> {
         match &self.encoded {
             Some(segments) => segments.clone(),
-            None => vec![Bytes::from(self.request.encode_to_vec())],
+            None => vec![Bytes::from(self.request().encode_to_vec())],
         }
     }
 
@@ -142,7 +218,7 @@ impl<R: SignalRequest> Batch<R> {
             }
             // Encoding into a BufMut only fails when it lacks room, and a
             // growable buffer never does.
-            None => drop(self.request.encode(dst)),
+            None => drop(self.request().encode(dst)),
         }
     }
 
@@ -150,7 +226,7 @@ impl<R: SignalRequest> Batch<R> {
     pub fn encoded_len(&self) -> usize {
         match &self.encoded {
             Some(segments) => segments.iter().map(Bytes::len).sum(),
-            None => self.request.encoded_len(),
+            None => self.request().encoded_len(),
         }
     }
 
@@ -161,26 +237,36 @@ impl<R: SignalRequest> Batch<R> {
 
     /// Appends all items of `other`. When both sides carry their original
     /// protobuf bytes (or this side is empty), the merged batch keeps them, as
-    /// segments: nothing is copied.
-    pub fn append(&mut self, other: Self) {
-        if other.items == 0 && other.request.resources().is_empty() {
+    /// segments: nothing is copied or decoded.
+    pub fn append(&mut self, mut other: Self) {
+        if other.items == 0 && other.is_structurally_empty() {
             return;
         }
-        self.encoded = if self.request.resources().is_empty() {
-            other.encoded
-        } else {
-            match (self.encoded.take(), other.encoded) {
-                (Some(mut a), Some(b)) => {
-                    a.extend(b);
-                    Some(a)
-                }
-                _ => None,
-            }
-        };
-        self.items += other.items;
-        self.request
-            .resources_mut()
-            .extend(other.request.into_resources());
+        if self.items == 0 && self.is_structurally_empty() {
+            *self = other;
+            return;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.encoded, &mut other.encoded) {
+            mine.append(theirs);
+            self.items += other.items;
+            self.ids_checked &= other.ids_checked;
+            // Any decoded copy no longer covers everything.
+            self.decoded = OnceLock::new();
+            return;
+        }
+        let mut request = self.take_request();
+        let mut theirs = other.take_request();
+        request.resources_mut().append(theirs.resources_mut());
+        *self = Self::new(request);
+    }
+
+    /// No resource elements at all (cheap: no decoding for encoded batches).
+    fn is_structurally_empty(&self) -> bool {
+        match (&self.encoded, self.decoded.get()) {
+            (Some(segments), _) => segments.iter().all(Bytes::is_empty),
+            (None, Some(request)) => request.resources().is_empty(),
+            (None, None) => true,
+        }
     }
 
     /// Removes and returns the first `max_items` items (all of them when the
@@ -189,8 +275,10 @@ impl<R: SignalRequest> Batch<R> {
         if max_items >= self.items {
             return std::mem::take(self);
         }
+        let mut request = self.take_request();
         self.encoded = None;
-        let resources = self.request.resources_mut();
+        self.ids_checked = false;
+        let resources = request.resources_mut();
         // Whole resource elements that fit go over in one drain (no shifting per
         // element); the element that straddles the limit is split.
         let mut taken = 0;
@@ -205,27 +293,10 @@ impl<R: SignalRequest> Batch<R> {
         }
         let mut front: Vec<R::Resource> = resources.drain(..whole).collect();
         if taken < max_items
-            && let Some(straddling) = resources.first_mut()
-        {
-            front.push(R::split_items(straddling, max_items - taken));
-            taken = max_items;
-        }
-        self.items -= taken;
-        Self {
-            request: R::from_resources(front),
-            items: taken,
-            encoded: None,
-        }
-    }
-}
-
-/// Moving the resources out of a request without cloning.
-trait IntoResources: SignalRequest {
-    fn into_resources(self) -> Vec<Self::Resource>;
-}
-
-impl<R: SignalRequest> IntoResources for R {
-    fn into_resources(mut self) -> Vec<Self::Resource> {
-        std::mem::take(self.resources_mut())
+            && let Some(straddling) = resources.first_mut() {
+                front.push(R::split_items(straddling, max_items - taken));
+            }
+        *self = Self::new(request);
+        Self::new(R::from_resources(front))
     }
 }

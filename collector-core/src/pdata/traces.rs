@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 
 impl SignalRequest for ExportTraceServiceRequest {
+    const SIGNAL: super::Signal = super::Signal::Traces;
     type Resource = ResourceSpans;
 
     fn resources(&self) -> &Vec<ResourceSpans> {

@@ -32,6 +32,9 @@ fn valid_log_context(trace_id: &[u8], span_id: &[u8]) -> bool {
 }
 
 fn remove_invalid_spans(traces: &mut Traces) -> usize {
+    if traces.ids_known_valid() {
+        return 0;
+    }
     let invalid = traces
         .resources()
         .iter()
@@ -58,6 +61,9 @@ fn remove_invalid_spans(traces: &mut Traces) -> usize {
 }
 
 fn remove_invalid_logs(logs: &mut Logs) -> usize {
+    if logs.ids_known_valid() {
+        return 0;
+    }
     let invalid = logs
         .resources()
         .iter()

@@ -1,0 +1,297 @@
+//! A validating scanner for OTLP protobuf requests that allocates nothing.
+//!
+//! The receivers keep the bytes they got instead of decoding them (see
+//! [`super::Batch`]): an unmodified batch is forwarded as received. The bytes
+//! still have to be checked, and their items counted, without building the
+//! prost structures. This walks the wire format against static tables of the
+//! OTLP messages ([`schema`]) and accepts exactly what prost's decoder accepts:
+//! the wire type of every known field, UTF-8 in string fields, packed and
+//! unpacked repeated scalars, well-formed unknown fields and groups, and
+//! prost's nesting limit of 100 messages. Along the way it counts items and
+//! checks trace and span IDs, so a request with malformed IDs can take the
+//! slow path (decode and drop those items with `partial_success`).
+
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use schema::{LOGS_REQUEST, METRICS_REQUEST, TRACES_REQUEST};
+
+/// Nested messages prost accepts below the top-level one.
+const RECURSION_LIMIT: u32 = 100;
+
+/// What a field of a message holds, as far as validation cares.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Kind {
+    /// int32/int64/uint32/uint64/sint*/bool/enum: one varint.
+    Varint,
+    /// fixed64/sfixed64/double.
+    Fixed64,
+    /// fixed32/sfixed32/float.
+    Fixed32,
+    /// A UTF-8 string.
+    Str,
+    /// Opaque bytes.
+    Bytes,
+    /// A nested message.
+    Message(&'static Schema),
+    /// `repeated` fixed64/double: packed or one value per field.
+    RepeatedFixed64,
+    /// `repeated` varint scalars: packed or one value per field.
+    RepeatedVarint,
+}
+
+/// Which ID rule a message follows (checked on the message's final values,
+/// since a repeated scalar field's last occurrence wins).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ids {
+    /// No IDs to check.
+    None,
+    /// A span: trace ID (1) 16 bytes, span ID (2) 8 bytes, both not all zero;
+    /// parent span ID (4) empty or 8 non-zero bytes.
+    Span,
+    /// A log record: trace ID (9) and span ID (10) empty or valid.
+    LogRecord,
+}
+
+/// A message type: its fields by tag, whether it is an item (span, data
+/// point, log record), and its ID rule.
+#[derive(Debug)]
+pub(crate) struct Schema {
+    pub(crate) fields: &'static [(u32, Kind)],
+    pub(crate) item: bool,
+    pub(crate) ids: Ids,
+}
+
+impl Schema {
+    fn kind(&self, tag: u32) -> Option<Kind> {
+        self.fields.iter().find(|(t, _)| *t == tag).map(|(_, k)| *k)
+    }
+}
+
+/// Why bytes are not a valid message of the expected type.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid protobuf: {0}")]
+pub struct WireError(&'static str);
+
+/// What a successful scan found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Scan {
+    /// Spans, metric data points or log records.
+    pub(crate) items: usize,
+    /// Some span or log record has a malformed trace or span ID.
+    pub(crate) invalid_ids: bool,
+}
+
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const START_GROUP: u8 = 3;
+const END_GROUP: u8 = 4;
+const FIXED32: u8 = 5;
+
+/// A cursor over the bytes of one message.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut value = 0u64;
+        for i in 0..10 {
+            let Some((&byte, rest)) = self.buf.split_first() else {
+                return Err(WireError("buffer underflow"));
+            };
+            self.buf = rest;
+            // The tenth byte may only carry the top bit of a u64.
+            if i == 9 && byte > 1 {
+                return Err(WireError("invalid varint"));
+            }
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte < 0x80 {
+                return Ok(value);
+            }
+        }
+        Err(WireError("invalid varint"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if n > self.buf.len() {
+            return Err(WireError("buffer underflow"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn length_delimited(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
+        self.take(len)
+    }
+
+    /// The next field key: (tag, wire type).
+    fn key(&mut self) -> Result<(u32, u8), WireError> {
+        let key = self.varint()?;
+        if key > u64::from(u32::MAX) {
+            return Err(WireError("invalid key value"));
+        }
+        let wire_type = (key & 7) as u8;
+        let tag = (key >> 3) as u32;
+        if wire_type > FIXED32 {
+            return Err(WireError("invalid wire type value"));
+        }
+        if tag == 0 {
+            return Err(WireError("invalid tag value: 0"));
+        }
+        Ok((tag, wire_type))
+    }
+
+    /// Skips a field of an unknown tag, as prost does (groups included; like
+    /// prost, no unknown field is accepted at the nesting limit).
+    fn skip(&mut self, tag: u32, wire_type: u8, depth_left: u32) -> Result<(), WireError> {
+        if depth_left == 0 {
+            return Err(WireError("recursion limit reached"));
+        }
+        match wire_type {
+            VARINT => self.varint().map(drop),
+            FIXED64 => self.take(8).map(drop),
+            FIXED32 => self.take(4).map(drop),
+            LEN => self.length_delimited().map(drop),
+            START_GROUP => loop {
+                let (inner_tag, inner_type) = self.key()?;
+                if inner_type == END_GROUP {
+                    if inner_tag != tag {
+                        return Err(WireError("unexpected end group tag"));
+                    }
+                    return Ok(());
+                }
+                self.skip(inner_tag, inner_type, depth_left - 1)?;
+            },
+            _ => Err(WireError("unexpected end group tag")),
+        }
+    }
+}
+
+fn valid_id(id: &[u8], len: usize) -> bool {
+    id.len() == len && id.iter().any(|b| *b != 0)
+}
+
+/// The final values of the ID fields of one message.
+#[derive(Default)]
+struct SeenIds<'a> {
+    trace: &'a [u8],
+    span: &'a [u8],
+    parent: &'a [u8],
+}
+
+fn scan_message(
+    buf: &[u8],
+    schema: &Schema,
+    depth_left: u32,
+    scan: &mut Scan,
+) -> Result<(), WireError> {
+    let mut reader = Reader { buf };
+    let mut ids = SeenIds::default();
+    while !reader.buf.is_empty() {
+        let (tag, wire_type) = reader.key()?;
+        if wire_type == END_GROUP {
+            return Err(WireError("unexpected end group tag"));
+        }
+        let Some(kind) = schema.kind(tag) else {
+            reader.skip(tag, wire_type, depth_left)?;
+            continue;
+        };
+        let expect = |want: u8| {
+            if wire_type == want {
+                Ok(())
+            } else {
+                Err(WireError("invalid wire type"))
+            }
+        };
+        match kind {
+            Kind::Varint => {
+                expect(VARINT)?;
+                reader.varint()?;
+            }
+            Kind::Fixed64 => {
+                expect(FIXED64)?;
+                reader.take(8)?;
+            }
+            Kind::Fixed32 => {
+                expect(FIXED32)?;
+                reader.take(4)?;
+            }
+            Kind::Str => {
+                expect(LEN)?;
+                let bytes = reader.length_delimited()?;
+                if std::str::from_utf8(bytes).is_err() {
+                    return Err(WireError("invalid string value: data is not UTF-8 encoded"));
+                }
+            }
+            Kind::Bytes => {
+                expect(LEN)?;
+                let bytes = reader.length_delimited()?;
+                match (schema.ids, tag) {
+                    (Ids::Span, 1) | (Ids::LogRecord, 9) => ids.trace = bytes,
+                    (Ids::Span, 2) | (Ids::LogRecord, 10) => ids.span = bytes,
+                    (Ids::Span, 4) => ids.parent = bytes,
+                    _ => {}
+                }
+            }
+            Kind::Message(inner) => {
+                expect(LEN)?;
+                if depth_left == 0 {
+                    return Err(WireError("recursion limit reached"));
+                }
+                let bytes = reader.length_delimited()?;
+                scan_message(bytes, inner, depth_left - 1, scan)?;
+            }
+            Kind::RepeatedFixed64 => match wire_type {
+                FIXED64 => drop(reader.take(8)?),
+                LEN => {
+                    if reader.length_delimited()?.len() % 8 != 0 {
+                        return Err(WireError("buffer underflow"));
+                    }
+                }
+                _ => return Err(WireError("invalid wire type")),
+            },
+            Kind::RepeatedVarint => match wire_type {
+                VARINT => drop(reader.varint()?),
+                LEN => {
+                    let mut packed = Reader {
+                        buf: reader.length_delimited()?,
+                    };
+                    while !packed.buf.is_empty() {
+                        packed.varint()?;
+                    }
+                }
+                _ => return Err(WireError("invalid wire type")),
+            },
+        }
+    }
+    if schema.item {
+        scan.items += 1;
+    }
+    let ids_ok = match schema.ids {
+        Ids::None => true,
+        Ids::Span => {
+            valid_id(ids.trace, 16)
+                && valid_id(ids.span, 8)
+                && (ids.parent.is_empty() || valid_id(ids.parent, 8))
+        }
+        Ids::LogRecord => {
+            (ids.trace.is_empty() || valid_id(ids.trace, 16))
+                && (ids.span.is_empty() || valid_id(ids.span, 8))
+        }
+    };
+    scan.invalid_ids |= !ids_ok;
+    Ok(())
+}
+
+/// Validates `buf` as a message of `schema` (an export request) and counts its items.
+pub(crate) fn scan(buf: &[u8], schema: &Schema) -> Result<Scan, WireError> {
+    let mut scan = Scan::default();
+    scan_message(buf, schema, RECURSION_LIMIT, &mut scan)?;
+    Ok(scan)
+}
