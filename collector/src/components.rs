@@ -2,6 +2,7 @@
 //! `components.go`: each factory is registered under its otelcol type name.
 
 use collector_core::component::{Factories, FactoryError};
+use collector_core::extension::file_storage::FileStorageFactory;
 use collector_core::extension::health_check::HealthCheckFactory;
 use collector_core::processor::{BatchFactory, MemoryLimiterFactory, ResourceFactory};
 use collector_core::receiver::otlp::OtlpReceiverFactory;
@@ -13,7 +14,9 @@ pub fn all() -> Result<Factories, FactoryError> {
     factories.processor(BatchFactory)?;
     factories.processor(ResourceFactory)?;
     factories.processor(MemoryLimiterFactory)?;
+    factories.processor(sampling::processor::TailSamplingFactory)?;
     factories.extension(HealthCheckFactory)?;
+    factories.extension(FileStorageFactory)?;
     exporters::register(&mut factories).map_err(|exporters::Error::Register(e)| e)?;
     Ok(factories)
 }

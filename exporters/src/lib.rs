@@ -15,7 +15,9 @@ mod civil;
 pub mod debug;
 pub mod file;
 pub mod helper;
+pub mod loadbalancing;
 pub mod otlp;
+pub mod otlphttp;
 
 use collector_core::component::{Factories, FactoryError};
 
@@ -32,8 +34,10 @@ pub enum Error {
 pub fn register(factories: &mut Factories) -> Result<(), Error> {
     factories
         .exporter(otlp::OtlpExporterFactory)?
+        .exporter(otlphttp::OtlpHttpExporterFactory)?
         .exporter(debug::DebugExporterFactory)?
-        .exporter(file::FileExporterFactory)?;
+        .exporter(file::FileExporterFactory)?
+        .exporter(loadbalancing::LoadBalancingExporterFactory)?;
     Ok(())
 }
 

@@ -103,6 +103,13 @@ async fn receiver(refuse: usize) -> Peer {
 }
 
 fn exporter(endpoint: &str) -> (Arc<dyn collector_core::component::Exporter>, Arc<Host>) {
+    exporter_with(endpoint, "")
+}
+
+fn exporter_with(
+    endpoint: &str,
+    extra: &str,
+) -> (Arc<dyn collector_core::component::Exporter>, Arc<Host>) {
     let host = Host::new();
     let ctx = CreateContext {
         id: ComponentId::new("otlp", None),
@@ -110,7 +117,7 @@ fn exporter(endpoint: &str) -> (Arc<dyn collector_core::component::Exporter>, Ar
     };
     let config: OtlpConfig = serde_yaml_ng::from_str(&format!(
         "endpoint: {endpoint}\ntls: {{insecure: true}}\nsending_queue: {{enabled: false}}\n\
-         retry_on_failure: {{initial_interval: 10ms, randomization_factor: 0}}"
+         retry_on_failure: {{initial_interval: 10ms, randomization_factor: 0}}\n{extra}"
     ))
     .unwrap();
     OtlpExporterFactory.validate(&config).unwrap();
@@ -165,6 +172,40 @@ async fn downstream_backpressure_is_retried() {
         ),
         Some(0.0)
     );
+    peer.receiver
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_compression_and_level_decodes_at_the_receiver() {
+    let mut peer = receiver(0).await;
+    for extra in [
+        "",
+        "compression_params: {level: 1}",
+        "compression_params: {level: 9}",
+        "compression_params: {level: -1}",
+        "compression: zstd",
+        "compression: zstd\ncompression_params: {level: 19}",
+        "compression: none",
+    ] {
+        let (exporter, host) = exporter_with(&peer.endpoint, extra);
+        let payload = spans(500);
+        let original = payload.to_protobuf();
+        exporter.consume(Telemetry::new(payload)).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.to_protobuf(), original, "{extra:?}");
+        assert_eq!(
+            host.metrics
+                .value("otelcol_exporter_sent_spans", &[("exporter", "otlp")]),
+            Some(500.0),
+            "{extra:?}"
+        );
+    }
     peer.receiver
         .shutdown(Instant::now() + Duration::from_secs(5))
         .await

@@ -6,6 +6,7 @@
 //! cargo xtask bench --duration 30s --rounds 3
 //! cargo xtask bench --only floor,agent-gzip --no-build
 //! cargo xtask bench --rotel-agent /path/to/rotel-agent
+//! cargo xtask bench --only gateway       # only the gateway section
 //! ```
 //!
 //! One run builds the project once (`cargo build --release -p collector -p
@@ -17,8 +18,8 @@
 //! | contender | what runs between the load generator and the sink |
 //! | --- | --- |
 //! | `floor` | `otel-sink --relay`: copies TCP bytes both ways, no parsing (the least any process could spend) |
-//! | `rotel` | Rotel's `rotel-agent` (PyPI `rotel`): OTLP/gRPC in -> batch (8192 / 200ms) -> OTLP/gRPC out, gzip (its default) |
-//! | `agent-gzip` | our `agent-collector`: otlp receiver -> batch (8192 / 200ms) -> otlp exporter, `compression: gzip` (the default) |
+//! | `rotel` | Rotel's `rotel-agent` (PyPI `rotel`): OTLP/gRPC in -> batch (its defaults: at most 8192 spans, 200ms) -> OTLP/gRPC out, gzip |
+//! | `agent-gzip` | our `agent-collector`: otlp receiver -> batch (otelcol's defaults: send at 8192 spans or 200ms, no maximum) -> otlp exporter, `compression: gzip` (the default) |
 //! | `agent-none` | the same with `compression: none` |
 //!
 //! (Rotel gzips its export whatever `--otlp-exporter-compression` says, so
@@ -47,23 +48,41 @@
 //! its row says why. Every child process is killed when the run ends, fails
 //! or is interrupted (Ctrl-C). The machine's other load shows up as noise:
 //! compare figures from one run, and use `--rounds` for medians.
+//!
+//! After the table, the **gateway** section (`gateway`, see [`gateway`]):
+//! `gateway-collector` with its embedded config (the original
+//! `tail_sampling` policy set, `decision_wait` shortened to 2 s) exporting
+//! uncompressed to the same sink, fed traces of 10 spans from four services
+//! with 5% errors. It prints spans/s received, CPU-seconds per million
+//! spans, the kept fraction, the decision latency p50/p99 past
+//! `decision_wait` (from the processor's histogram) and peak RSS, for the
+//! embedded config and, as a diagnostic, with `batch.send_batch_size` 8192;
+//! then, with
+//! 50,000 traces buffered (`decision_wait` 120 s), the RSS per buffered span
+//! against the span's OTLP-encoded size (goal: within 2x).
 
 mod children;
+mod contender;
+mod gateway;
 mod probe;
 mod report;
 mod rotel;
+mod sink;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::{cmd, paths};
 use children::{ChildGuard, check_interrupted, pause};
-use probe::{SinkCounts, cpu_ticks, free_address, peak_rss_bytes, sink_counts};
+pub(crate) use contender::ContenderId;
+use contender::describe;
+use probe::{SinkCounts, cpu_ticks, free_address, peak_rss_bytes};
+use sink::Sink;
 
 /// How long a started process may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -73,9 +92,6 @@ const START_ATTEMPTS: usize = 3;
 const DRAIN_QUIET: Duration = Duration::from_secs(3);
 /// ...or at the latest after this long.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
-/// Batch settings given to every collector (Rotel's defaults).
-const BATCH_SIZE: usize = 8192;
-const BATCH_TIMEOUT: &str = "200ms";
 
 /// Options of `cargo xtask bench`.
 #[derive(Debug, Args)]
@@ -131,52 +147,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("invalid duration {text:?}: {e}"))
 }
 
-/// One thing measured.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ContenderId {
-    /// TCP byte relay (no parsing).
-    Floor,
-    /// Rotel, gzip export.
-    Rotel,
-    /// Our agent-collector, gzip export.
-    AgentGzip,
-    /// Our agent-collector, uncompressed export.
-    AgentNone,
-}
-
-impl ContenderId {
-    const ALL: [ContenderId; 4] = [
-        ContenderId::Floor,
-        ContenderId::Rotel,
-        ContenderId::AgentGzip,
-        ContenderId::AgentNone,
-    ];
-
-    /// The name on the command line and in results.json.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ContenderId::Floor => "floor",
-            ContenderId::Rotel => "rotel",
-            ContenderId::AgentGzip => "agent-gzip",
-            ContenderId::AgentNone => "agent-none",
-        }
-    }
-
-    /// The name in the table.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            ContenderId::Floor => "floor (byte relay)",
-            ContenderId::Rotel => "rotel (gzip)",
-            ContenderId::AgentGzip => "agent (gzip)",
-            ContenderId::AgentNone => "agent (none)",
-        }
-    }
-
-    fn is_rotel(self) -> bool {
-        self == ContenderId::Rotel
-    }
-}
-
 /// The settings every contender ran with.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -187,6 +157,8 @@ pub(crate) struct Settings {
     pub(crate) items_per_request: usize,
     pub(crate) cpus: usize,
     pub(crate) rotel_version: Option<String>,
+    /// The measured source: `git describe --always --dirty` of the workspace.
+    pub(crate) source: Option<String>,
 }
 
 /// The figures of one measured window.
@@ -263,6 +235,7 @@ pub(crate) struct ContenderResult {
 /// Paths of the binaries and outputs.
 struct Layout {
     agent: PathBuf,
+    gateway: PathBuf,
     loadgen: PathBuf,
     sink: PathBuf,
     out_dir: PathBuf,
@@ -280,6 +253,7 @@ impl Layout {
         let out_dir = target.join("bench");
         Layout {
             agent: release.join("agent-collector"),
+            gateway: release.join("gateway-collector"),
             loadgen: release.join("otel-loadgen"),
             sink: release.join("otel-sink"),
             log_dir: out_dir.join("logs"),
@@ -303,9 +277,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if duration.is_zero() || args.concurrency == 0 || args.items_per_request == 0 {
         bail!("--duration, --concurrency and --items-per-request must be > 0");
     }
+    let selected = |id: &ContenderId| args.only.is_empty() || args.only.contains(id);
+    let run_gateway = selected(&ContenderId::Gateway);
+    // The gateway has its own section; these go in the table.
     let contenders: Vec<ContenderId> = ContenderId::ALL
         .into_iter()
-        .filter(|id| args.only.is_empty() || args.only.contains(id))
+        .filter(|id| selected(id) && !id.is_gateway())
         .collect();
     let layout = Layout::new();
     std::fs::create_dir_all(&layout.log_dir)
@@ -324,7 +301,14 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             "loadgen",
         ]))?;
     }
-    for binary in [&layout.agent, &layout.loadgen, &layout.sink] {
+    let mut binaries = vec![&layout.loadgen, &layout.sink];
+    if !contenders.is_empty() {
+        binaries.push(&layout.agent);
+    }
+    if run_gateway {
+        binaries.push(&layout.gateway);
+    }
+    for binary in binaries {
         if !cmd::is_executable(binary) {
             bail!("{} is missing (run without --no-build)", binary.display());
         }
@@ -360,6 +344,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1),
         rotel_version: rotel.as_ref().ok().map(|r| r.version.clone()),
+        source: cmd::run_captured(
+            Command::new("git")
+                .current_dir(paths::repo_root())
+                .args(["describe", "--always", "--dirty"]),
+        )
+        .ok()
+        .map(|out| out.trim().to_string()),
     };
     let mut bench = Bench {
         layout: &layout,
@@ -411,11 +402,22 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
-    print!("{}", report::table(&settings, &results));
+    let gateway = if run_gateway {
+        Some(gateway::run(&mut bench)?)
+    } else {
+        None
+    };
+
+    if !results.is_empty() {
+        print!("{}", report::table(&settings, &results));
+    }
+    if let Some(gateway) = &gateway {
+        print!("{}", gateway::table(&settings, gateway));
+    }
     let json_path = layout.out_dir.join("results.json");
     std::fs::write(
         &json_path,
-        format!("{}\n", report::json(&settings, &results)),
+        format!("{}\n", report::json(&settings, &results, gateway.as_ref())),
     )
     .with_context(|| format!("writing {}", json_path.display()))?;
     println!(
@@ -424,84 +426,6 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         layout.log_dir.display()
     );
     Ok(())
-}
-
-fn describe(id: ContenderId) -> String {
-    match id {
-        ContenderId::Floor => "otel-sink --relay: TCP bytes copied both ways, no parsing".into(),
-        ContenderId::Rotel => format!(
-            "rotel-agent: OTLP/gRPC -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> OTLP/gRPC, compression gzip"
-        ),
-        ContenderId::AgentGzip | ContenderId::AgentNone => {
-            let compression = if id == ContenderId::AgentGzip {
-                "gzip"
-            } else {
-                "none"
-            };
-            format!(
-                "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {compression}"
-            )
-        }
-    }
-}
-
-/// The counting sink, shared by every contender.
-struct Sink {
-    guard: ChildGuard,
-    grpc: SocketAddr,
-    stats: SocketAddr,
-}
-
-impl Sink {
-    fn start(layout: &Layout) -> Result<Sink> {
-        with_fresh_ports("otel-sink", || {
-            let (grpc, stats) = (free_address()?, free_address()?);
-            let mut command = Command::new(&layout.sink);
-            command
-                .arg("--listen")
-                .arg(grpc.to_string())
-                .arg("--stats")
-                .arg(stats.to_string())
-                .arg("--exit-with-parent");
-            let mut guard = ChildGuard::spawn("otel-sink", &mut command, &layout.log("sink"))?;
-            guard.wait_listening(stats, START_TIMEOUT)?;
-            guard.wait_listening(grpc, START_TIMEOUT)?;
-            sink_counts(stats)?;
-            Ok(Sink { guard, grpc, stats })
-        })
-    }
-
-    fn counts(&mut self) -> Result<SinkCounts> {
-        self.guard.check_running()?;
-        sink_counts(self.stats).with_context(|| {
-            format!(
-                "the sink stopped answering (see {})",
-                self.guard.log().display()
-            )
-        })
-    }
-
-    /// Polls until `expected` spans more than `base` arrived; false when the
-    /// count stopped moving for [`DRAIN_QUIET`] (or [`DRAIN_LIMIT`] passed) first.
-    fn drain(&mut self, base: &SinkCounts, expected: u64) -> Result<(SinkCounts, bool)> {
-        let started = Instant::now();
-        let mut last = self.counts()?;
-        let mut last_change = started;
-        loop {
-            if last.since(base).spans >= expected {
-                return Ok((last, true));
-            }
-            if last_change.elapsed() >= DRAIN_QUIET || started.elapsed() >= DRAIN_LIMIT {
-                return Ok((last, false));
-            }
-            pause()?;
-            let now = self.counts()?;
-            if now != last {
-                last_change = Instant::now();
-            }
-            last = now;
-        }
-    }
 }
 
 /// Runs `start` up to [`START_ATTEMPTS`] times: a port picked free may have
@@ -598,36 +522,7 @@ impl Bench<'_> {
         let log = self.layout.log(id.name());
         with_fresh_ports(id.label(), || {
             let listen = free_address()?;
-            let mut command = match id {
-                ContenderId::Floor => {
-                    let mut c = Command::new(&self.layout.sink);
-                    c.arg("--relay")
-                        .arg(listen.to_string())
-                        .arg(sink.to_string())
-                        .arg("--exit-with-parent");
-                    c
-                }
-                ContenderId::Rotel => {
-                    let rotel = rotel.context("rotel is unavailable")?;
-                    rotel_command(rotel, listen, sink, &self.layout.out_dir)?
-                }
-                ContenderId::AgentGzip | ContenderId::AgentNone => {
-                    let compression = if id == ContenderId::AgentGzip {
-                        "gzip"
-                    } else {
-                        "none"
-                    };
-                    let config = self.layout.out_dir.join(format!("{}.yaml", id.name()));
-                    std::fs::write(
-                        &config,
-                        agent_config(listen, free_address()?, sink, compression),
-                    )
-                    .with_context(|| format!("writing {}", config.display()))?;
-                    let mut c = Command::new(&self.layout.agent);
-                    c.arg("--config").arg(&config);
-                    c
-                }
-            };
+            let mut command = contender::command(id, listen, sink, self.layout, rotel)?;
             let mut guard = ChildGuard::spawn(id.label(), &mut command, &log)?;
             guard.wait_listening(listen, START_TIMEOUT)?;
             Ok(Running {
@@ -644,17 +539,37 @@ impl Bench<'_> {
         endpoint: SocketAddr,
         duration: Duration,
     ) -> Result<LoadgenSummary> {
+        self.run_loadgen(
+            name,
+            endpoint,
+            duration,
+            self.settings.items_per_request,
+            &[],
+        )
+    }
+
+    /// Runs otel-loadgen against `endpoint` for at most `duration`, with
+    /// `items_per_request` and the `extra` options, and reads its summary.
+    fn run_loadgen(
+        &self,
+        name: &str,
+        endpoint: SocketAddr,
+        duration: Duration,
+        items_per_request: usize,
+        extra: &[String],
+    ) -> Result<LoadgenSummary> {
         let mut command = Command::new(&self.layout.loadgen);
         command
             .arg("--endpoint")
             .arg(endpoint.to_string())
             .args(["--protocol", "grpc", "--signal", "traces", "--json"])
             .arg("--items-per-request")
-            .arg(self.settings.items_per_request.to_string())
+            .arg(items_per_request.to_string())
             .arg("--concurrency")
             .arg(self.settings.concurrency.to_string())
             .arg("--duration")
-            .arg(format!("{}ms", duration.as_millis().max(1)));
+            .arg(format!("{}ms", duration.as_millis().max(1)))
+            .args(extra);
         let log = self.layout.log(&format!("{name}-loadgen"));
         let mut guard = ChildGuard::spawn("otel-loadgen", &mut command, &log)?;
         let ticks = probe::clock_ticks_per_second();
@@ -702,73 +617,6 @@ impl Bench<'_> {
     }
 }
 
-fn rotel_command(
-    rotel: &rotel::Rotel,
-    listen: SocketAddr,
-    sink: SocketAddr,
-    out_dir: &Path,
-) -> Result<Command> {
-    let http = free_address()?;
-    let mut command = rotel.command();
-    command
-        .arg("start")
-        .arg("--otlp-grpc-endpoint")
-        .arg(listen.to_string())
-        .arg("--otlp-http-endpoint")
-        .arg(http.to_string())
-        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "grpc"])
-        .arg("--otlp-exporter-endpoint")
-        .arg(format!("http://{sink}"))
-        .args(["--otlp-exporter-compression", "gzip"])
-        .arg("--batch-max-size")
-        .arg(BATCH_SIZE.to_string())
-        .arg("--batch-timeout")
-        .arg(BATCH_TIMEOUT)
-        .arg("--pid-file")
-        .arg(out_dir.join("rotel-agent.pid"))
-        .arg("--log-file")
-        .arg(out_dir.join("rotel-agent.log"));
-    Ok(command)
-}
-
-/// The agent's config: one traces pipeline, loopback only, self-metrics on a free port.
-fn agent_config(
-    listen: SocketAddr,
-    metrics: SocketAddr,
-    sink: SocketAddr,
-    compression: &str,
-) -> String {
-    format!(
-        "# Written by `cargo xtask bench`.
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {listen}
-processors:
-  batch:
-    send_batch_size: {BATCH_SIZE}
-    send_batch_max_size: {BATCH_SIZE}
-    timeout: {BATCH_TIMEOUT}
-exporters:
-  otlp:
-    endpoint: {sink}
-    compression: {compression}
-    tls:
-      insecure: true
-service:
-  telemetry:
-    metrics:
-      address: {metrics}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [otlp]
-"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -782,21 +630,6 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("10h").is_err());
         assert!(parse_duration("fast").is_err());
-    }
-
-    #[test]
-    fn agent_config_is_loopback_only() {
-        let config = agent_config(
-            "127.0.0.1:1000".parse().expect("address"),
-            "127.0.0.1:1001".parse().expect("address"),
-            "127.0.0.1:1002".parse().expect("address"),
-            "none",
-        );
-        assert!(config.contains("endpoint: 127.0.0.1:1000"));
-        assert!(config.contains("address: 127.0.0.1:1001"));
-        assert!(config.contains("endpoint: 127.0.0.1:1002"));
-        assert!(config.contains("compression: none"));
-        assert!(!config.contains("0.0.0.0"));
     }
 
     #[test]

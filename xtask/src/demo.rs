@@ -10,8 +10,10 @@
 //!  otel-loadgen --json--> browser-collector :34318 --otlp-/
 //! ```
 //!
-//! It drives traffic through with the load generator, waits until the
-//! gateway's sink holds everything the collectors accepted, prints what each
+//! It drives traffic through with the load generator (services `checkout`,
+//! `cart` and `ollyscale-api`, 10% errors), waits until the gateway received
+//! everything, decided every trace with the chart's tail-sampling policies
+//! (decision_wait shortened to 2 s) and exported what it kept, prints what each
 //! stage received and exported (from their own self-metrics), and leaves them
 //! running until Ctrl-C (`--no-wait` stops them instead).
 
@@ -79,6 +81,9 @@ impl Drop for Processes {
     }
 }
 
+/// The gateway decides sooner than the chart's 10 s, so the demo is quick.
+const GATEWAY_SETS: [&str; 1] = ["processors.tail_sampling.decision_wait=2s"];
+
 fn listen_sets(ports: &Ports) -> Vec<String> {
     let mut sets = Vec::new();
     if ports.grpc != 0 {
@@ -120,7 +125,10 @@ fn start(
     }
     command
         .env("DEMO_DIR", dir)
-        .env("GATEWAY_ENDPOINT", format!("127.0.0.1:{}", GATEWAY.grpc));
+        // The loadbalancing exporter resolves the gateways' "headless Service":
+        // here, the one local gateway.
+        .env("GATEWAY_HEADLESS_HOST", "127.0.0.1")
+        .env("GATEWAY_PORT", GATEWAY.grpc.to_string());
     let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -180,7 +188,8 @@ fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
         .filter(|l| l.split(['{', ' ']).next() == Some(name))
         .filter(|l| labels.iter().all(|want| l.contains(want)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        + 0.0 // an empty sum is -0.0
 }
 
 fn loadgen(bin: &Path, args: &[&str]) -> Result<String> {
@@ -221,7 +230,11 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
         &bin.join("gateway-collector"),
         "gateway",
         &[gateway_default, overlay],
-        &listen_sets(&GATEWAY),
+        &[
+            listen_sets(&GATEWAY),
+            GATEWAY_SETS.iter().map(|s| s.to_string()).collect(),
+        ]
+        .concat(),
     )?;
     wait_healthy(&mut processes, &dir, GATEWAY.health, "gateway")?;
     start(
@@ -320,19 +333,43 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
         println!("  loadgen: {line}");
     }
 
-    // Wait until the gateway exported everything the edge collectors accepted,
-    // signal by signal (the agent batches for up to 5 s, as the chart's config says).
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Wait until the gateway got everything the edges accepted (the agent
+    // batches for up to 5 s, as the chart's config says), decided every trace
+    // (tail sampling), and exported what it kept.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let wait = |done: &dyn Fn() -> bool| {
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
     for suffix in ["spans", "metric_points", "log_records"] {
         let accepted = format!("otelcol_receiver_accepted_{suffix}_total");
         let at_edges =
             metric(AGENT.metrics, &accepted, &[]) + metric(BROWSER.metrics, &accepted, &[]);
+        wait(&|| metric(GATEWAY.metrics, &accepted, &[]) >= at_edges);
+    }
+    wait(&|| {
+        metric(
+            GATEWAY.metrics,
+            "otelcol_processor_tail_sampling_sampling_traces_on_memory",
+            &[],
+        ) == 0.0
+    });
+    for (signal, suffix) in [
+        ("traces", "spans"),
+        ("metrics", "metric_points"),
+        ("logs", "log_records"),
+    ] {
+        let into_batch = format!("otel_signal=\"{signal}\"");
         let sent = format!("otelcol_exporter_sent_{suffix}_total");
-        while metric(GATEWAY.metrics, &sent, &["exporter=\"file/demo\""]) < at_edges
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait(&|| {
+            metric(GATEWAY.metrics, &sent, &["exporter=\"file/demo\""])
+                >= metric(
+                    GATEWAY.metrics,
+                    "otelcol_processor_incoming_items_total",
+                    &["processor=\"batch\"", &into_batch],
+                )
+        });
     }
 
     println!();
@@ -341,8 +378,8 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
         "stage", "received", "refused", "exported", "failed", "signal"
     );
     for (role, port, exporter) in [
-        ("agent", AGENT.metrics, "otlp/gateway"),
-        ("browser", BROWSER.metrics, "otlp/gateway"),
+        ("agent", AGENT.metrics, "loadbalancing/gateway"),
+        ("browser", BROWSER.metrics, "loadbalancing/gateway"),
         ("gateway", GATEWAY.metrics, "file/demo"),
     ] {
         for (signal, suffix) in [
@@ -379,6 +416,20 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
             );
         }
     }
+    let sampled = metric(
+        GATEWAY.metrics,
+        "otelcol_processor_tail_sampling_global_count_traces_sampled_total",
+        &["sampled=\"true\""],
+    );
+    let not_sampled = metric(
+        GATEWAY.metrics,
+        "otelcol_processor_tail_sampling_global_count_traces_sampled_total",
+        &["sampled=\"false\""],
+    );
+    println!(
+        "\ngateway tail sampling (the chart's policies): kept {sampled} of {} traces (errors, non-ollyscale services, 5% of ollyscale-* successes)",
+        sampled + not_sampled
+    );
     let rss: Vec<String> = [
         ("agent", AGENT.metrics),
         ("browser", BROWSER.metrics),

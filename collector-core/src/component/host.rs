@@ -41,7 +41,9 @@ impl ServiceDirectory {
     /// Publishes `service` under the extension id (replacing an older
     /// generation's after a reload).
     pub fn publish<T: std::any::Any + Send + Sync>(&self, extension_id: &str, service: Arc<T>) {
-        self.services.lock().insert(extension_id.to_string(), service);
+        self.services
+            .lock()
+            .insert(extension_id.to_string(), service);
     }
 
     /// The service an extension published, if it is of type `T`.
@@ -55,9 +57,9 @@ impl ServiceDirectory {
     /// starts the new generation before stopping the old one).
     pub fn withdraw<T: std::any::Any + Send + Sync>(&self, extension_id: &str, service: &Arc<T>) {
         let mut services = self.services.lock();
-        let same = services.get(extension_id).is_some_and(|current| {
-            std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(service))
-        });
+        let same = services
+            .get(extension_id)
+            .is_some_and(|current| std::ptr::addr_eq(Arc::as_ptr(current), Arc::as_ptr(service)));
         if same {
             services.remove(extension_id);
         }

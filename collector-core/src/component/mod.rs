@@ -9,6 +9,7 @@ mod host;
 mod id;
 mod kind;
 mod registry;
+pub mod storage;
 
 pub use factory::{
     AnyExporterFactory, AnyExtensionFactory, AnyProcessorFactory, AnyReceiverFactory,

@@ -293,9 +293,10 @@ impl<R: SignalRequest> Batch<R> {
         }
         let mut front: Vec<R::Resource> = resources.drain(..whole).collect();
         if taken < max_items
-            && let Some(straddling) = resources.first_mut() {
-                front.push(R::split_items(straddling, max_items - taken));
-            }
+            && let Some(straddling) = resources.first_mut()
+        {
+            front.push(R::split_items(straddling, max_items - taken));
+        }
         *self = Self::new(request);
         Self::new(R::from_resources(front))
     }

@@ -2,3 +2,4 @@
 
 pub mod otlp;
 pub(crate) mod server;
+pub mod tls;

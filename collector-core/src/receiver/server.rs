@@ -1,7 +1,9 @@
 //! The accept loop shared by network receivers: hyper connections on a pooled
 //! listener, stopped gracefully (in-flight requests finish) by a deadline.
 
+use super::tls::TlsSource;
 use crate::component::Host;
+use crate::observe::RateLimitedLog;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -37,6 +39,9 @@ impl RunningServer {
     }
 }
 
+/// How long a client gets to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `make_service(peer)` for each connection accepted on `listener`.
 /// If the accept loop dies (a panic: a bug), `host` is told, so the collector
 /// reports itself unhealthy instead of silently no longer listening.
@@ -55,7 +60,32 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    spawn_with_tls(owner, host, listener, http2, None, make_service)
+}
+
+/// Like [`spawn`], over TLS when `tls` is given: each connection's handshake
+/// runs in its own task (bounded by a timeout), so a slow client holds up
+/// nobody else. A failed handshake (e.g. no or an untrusted client
+/// certificate under mutual TLS) closes that connection and is logged.
+pub(crate) fn spawn_with_tls<F, S, Fut, B>(
+    owner: &str,
+    host: &Arc<Host>,
+    listener: Arc<TcpListener>,
+    http2: Http2Settings,
+    tls: Option<Arc<TlsSource>>,
+    make_service: F,
+) -> RunningServer
+where
+    F: Fn(Option<SocketAddr>) -> S + Send + 'static,
+    S: Fn(http::Request<Incoming>) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = Result<http::Response<B>, std::convert::Infallible>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let stop = CancellationToken::new();
+    let handshake_log = Arc::new(RateLimitedLog::default());
+    let owner_name: Arc<str> = Arc::from(owner);
     let (done_tx, done) = tokio::sync::watch::channel(false);
     let token = stop.clone();
     let accept_loop = tokio::spawn(async move {
@@ -90,12 +120,43 @@ where
             let _ = stream.set_nodelay(true);
             let service = make_service(Some(peer));
             let service = hyper::service::service_fn(move |req| (service.clone())(req));
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let Some(tls) = &tls else {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+                continue;
+            };
+            let acceptor = tls.acceptor();
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            let (log, owner) = (handshake_log.clone(), owner_name.clone());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let handshake =
+                    tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        if let Some(suppressed) = log.check() {
+                            tracing::warn!(component = %owner, peer = %peer, error = %e, suppressed, "TLS handshake failed");
+                        }
+                        return;
+                    }
+                    Err(_) => {
+                        if let Some(suppressed) = log.check() {
+                            tracing::warn!(component = %owner, peer = %peer, suppressed, "TLS handshake timed out");
+                        }
+                        return;
+                    }
+                };
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });

@@ -116,8 +116,13 @@ pub struct QueueConfig {
     pub sizer: Sizer,
     /// When full, wait for room instead of refusing (default false).
     pub block_on_overflow: bool,
-    /// A `file_storage` extension for a persistent queue. Not supported yet:
-    /// setting it is a config error.
+    /// Ours: at most this many MiB of encoded data in memory, whatever
+    /// `sizer` counts (default 64; 0 = no byte bound). A request-counted
+    /// queue of 8192-span batches would otherwise hold gigabytes.
+    pub max_size_mib: u64,
+    /// A storage extension (`file_storage[/name]`) that makes the queue
+    /// persistent: requests are stored before they are acknowledged and
+    /// survive a crash or restart.
     pub storage: Option<String>,
 }
 
@@ -129,19 +134,30 @@ impl Default for QueueConfig {
             queue_size: 1000,
             sizer: Sizer::Requests,
             block_on_overflow: false,
+            max_size_mib: 64,
             storage: None,
         }
     }
 }
 
 impl QueueConfig {
+    /// The byte bound in bytes (0 = none).
+    pub(crate) fn max_size_bytes(&self) -> u64 {
+        self.max_size_mib.saturating_mul(1024 * 1024)
+    }
+
     /// Checks the values; paths are relative to `sending_queue`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.storage.is_some() {
-            return Err(ConfigError::new(
-                "storage",
-                "persistent queues are not supported yet",
-            ));
+        if let Some(storage) = &self.storage {
+            storage
+                .parse::<collector_core::component::ComponentId>()
+                .map_err(|e| ConfigError::new("storage", e))?;
+            if !self.enabled {
+                return Err(ConfigError::new(
+                    "storage",
+                    "a persistent queue needs the sending queue (enabled: true)",
+                ));
+            }
         }
         if !self.enabled {
             return Ok(());
@@ -211,17 +227,21 @@ mod tests {
                 .unwrap();
         assert_eq!(queue.sizer, Sizer::Items);
         assert!(queue.block_on_overflow);
-        let bad: QueueConfig = serde_yaml_ng::from_str("{storage: file_storage}").unwrap();
+        let persistent: QueueConfig =
+            serde_yaml_ng::from_str("{storage: file_storage/queue}").unwrap();
+        persistent.validate().unwrap();
+        assert_eq!(persistent.storage.as_deref(), Some("file_storage/queue"));
+        let bad: QueueConfig =
+            serde_yaml_ng::from_str("{storage: file_storage, enabled: false}").unwrap();
         let helper = HelperConfig {
             queue: bad,
             ..HelperConfig::default()
         };
         let err = helper.validate().unwrap_err();
         assert_eq!(err.path, "sending_queue.storage");
-        assert!(
-            err.message
-                .contains("persistent queues are not supported yet")
-        );
+        assert!(err.message.contains("enabled: true"), "{err}");
+        let bad: QueueConfig = serde_yaml_ng::from_str("{storage: '9x'}").unwrap();
+        assert_eq!(bad.validate().unwrap_err().path, "storage");
 
         let zero: QueueConfig = serde_yaml_ng::from_str("{queue_size: 0}").unwrap();
         assert_eq!(zero.validate().unwrap_err().path, "queue_size");

@@ -2,11 +2,12 @@
 
 use super::config::{HelperConfig, Sizer};
 use super::metrics::ExporterMetrics;
-use super::queue::{BoundedQueue, PushError};
+use super::persistent::{PersistentStore, StoredKey};
+use super::queue::{BoundedQueue, PushError, Weight};
 use super::retry::Backoff;
 use super::{SendOutcome, Sender};
 use async_trait::async_trait;
-use collector_core::component::{ComponentError, CreateContext, Lifecycle};
+use collector_core::component::{ComponentError, CreateContext, Host, Lifecycle};
 use collector_core::config::duration;
 use collector_core::consumer::{ConsumeError, Consumer, ErrorKind};
 use collector_core::observe::{MetricsRegistry, RateLimitedLog};
@@ -19,14 +20,45 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod recovery;
+
 /// How long workers get to stop after the shutdown deadline cancelled them.
 const STOP_GRACE: Duration = Duration::from_millis(200);
 
-type Lane = Arc<BoundedQueue<Payload>>;
+type Lane = Arc<BoundedQueue<Entry>>;
+
+/// A queued request.
+#[derive(Debug)]
+struct Entry {
+    /// The data; `None` for a stored request not read back yet.
+    payload: Option<Payload>,
+    /// Its key, in a persistent queue.
+    stored: Option<StoredKey>,
+}
+
+/// How the delivery of a request ended.
+enum Delivery {
+    /// Sent, or given up on (counted and logged).
+    Done(Result<(), ConsumeError>),
+    /// Shutdown interrupted it; `unsent` are the parts not delivered (all of
+    /// it, or what is left after a split). Only for stored requests, which
+    /// stay stored for later instead of being dropped.
+    Kept {
+        unsent: Vec<Payload>,
+        progressed: bool,
+    },
+}
+
+/// How one part's delivery ended, short of success.
+enum Undelivered {
+    Failed(ConsumeError),
+    Interrupted,
+}
 
 /// A complete exporter around a [`Sender`]: sending queue (one per signal),
 /// `num_consumers` workers per queue, timeout, retry, self-metrics, and a
-/// shutdown that drains the queues until the deadline.
+/// shutdown that drains the queues until the deadline. With
+/// `sending_queue.storage` the queue is persistent (opened by `start`).
 pub struct QueuedExporter<S: Sender> {
     shared: Arc<Shared<S>>,
 }
@@ -44,6 +76,13 @@ struct Shared<S> {
     id: String,
     sender: S,
     config: HelperConfig,
+    host: Arc<Host>,
+    /// Persistent queue storage per signal, opened at start when
+    /// `sending_queue.storage` is set.
+    stores: Mutex<[Option<Arc<PersistentStore>>; 3]>,
+    /// Requests and items a shutdown left stored, per signal, for the
+    /// shutdown's summary.
+    kept: Mutex<[(u64, u64); 3]>,
     metrics: ExporterMetrics,
     registry: Arc<MetricsRegistry>,
     failure_log: RateLimitedLog,
@@ -81,6 +120,9 @@ impl<S: Sender> QueuedExporter<S> {
                 id,
                 sender,
                 config,
+                host: ctx.host.clone(),
+                stores: Mutex::new([None, None, None]),
+                kept: Mutex::new([(0, 0); 3]),
                 failure_log: RateLimitedLog::default(),
                 partial_log: RateLimitedLog::default(),
                 closing: AtomicBool::new(false),
@@ -115,6 +157,8 @@ impl<S: Sender> Drop for QueuedExporter<S> {
         for lane in lanes.iter().flatten() {
             lane.close();
         }
+        // Ends the persistent queue's watchers, which hold the shared state.
+        self.shared.draining.cancel();
     }
 }
 
@@ -127,6 +171,12 @@ impl<S: Sender> Consumer for QueuedExporter<S> {
 
 #[async_trait]
 impl<S: Sender> Lifecycle for QueuedExporter<S> {
+    /// With `sending_queue.storage`: opens the storage and queues the
+    /// requests left there by an earlier run, before any new data comes.
+    async fn start(&self) -> Result<(), ComponentError> {
+        self.shared.clone().open_storage().await
+    }
+
     async fn shutdown(&self, deadline: std::time::Instant) -> Result<(), ComponentError> {
         // Measure the remaining time on tokio's clock, so that paused-time
         // tests and the real runtime agree.
@@ -141,6 +191,20 @@ impl<S: Sender> Shared<S> {
         ConsumeError::unavailable(format!("exporter {} is shutting down", self.id))
     }
 
+    fn store(&self, signal: Signal) -> Option<Arc<PersistentStore>> {
+        self.stores.lock()[lane_index(signal)].clone()
+    }
+
+    /// What a request takes from the queue: units of the sizer, and bytes.
+    fn size_of(&self, items: u64, bytes: u64) -> Weight {
+        let units = match self.config.queue.sizer {
+            Sizer::Requests => 1,
+            Sizer::Items => items,
+            Sizer::Bytes => bytes,
+        };
+        Weight { units, bytes }
+    }
+
     async fn consume(self: Arc<Self>, payload: Payload) -> Result<(), ConsumeError> {
         if self.closing.load(Ordering::Acquire) {
             return Err(self.shutting_down());
@@ -150,40 +214,128 @@ impl<S: Sender> Shared<S> {
             return Ok(());
         }
         if !self.config.queue.enabled {
-            return self.tasks.track_future(self.deliver(payload)).await;
+            return self
+                .tasks
+                .track_future(async {
+                    match self.deliver(payload, false).await {
+                        Delivery::Done(result) => result,
+                        Delivery::Kept { .. } => Err(self.shutting_down()),
+                    }
+                })
+                .await;
         }
         let signal = payload.signal();
         let Some(lane) = self.lane(signal) else {
             self.metrics.enqueue_failed(signal, items as u64);
             return Err(self.shutting_down());
         };
-        let size = match self.config.queue.sizer {
-            Sizer::Requests => 1,
-            Sizer::Items => items as u64,
-            Sizer::Bytes => payload.encoded_len() as u64,
+        let size = self.size_of(items as u64, payload.encoded_len() as u64);
+        if self.config.queue.storage.is_none() {
+            return self.enqueue_counted(&lane, payload, size).await;
+        }
+        // Once storing began it runs to its end even if the caller goes
+        // away, so no stored request is left out of the queue.
+        let shared = self.clone();
+        self.tasks
+            .spawn(async move { shared.enqueue_counted(&lane, payload, size).await })
+            .await
+            .unwrap_or_else(|e| {
+                self.metrics.enqueue_failed(signal, items as u64);
+                Err(ConsumeError::new(
+                    ErrorKind::Internal,
+                    format!("storing the request failed: {e}"),
+                ))
+            })
+    }
+
+    /// [`Self::enqueue`], counting a refusal in `enqueue_failed`.
+    async fn enqueue_counted(
+        &self,
+        lane: &Lane,
+        payload: Payload,
+        size: Weight,
+    ) -> Result<(), ConsumeError> {
+        let (signal, items) = (payload.signal(), payload.item_count() as u64);
+        let result = self.enqueue(lane, payload, size).await;
+        if result.is_err() {
+            self.metrics.enqueue_failed(signal, items);
+        }
+        result
+    }
+
+    /// Queues a request (stored first in a persistent queue).
+    async fn enqueue(
+        &self,
+        lane: &Lane,
+        payload: Payload,
+        size: Weight,
+    ) -> Result<(), ConsumeError> {
+        let signal = payload.signal();
+        let mut entry = Entry {
+            payload: None,
+            stored: None,
         };
-        let pushed = if self.config.queue.block_on_overflow {
-            lane.push_wait(payload, size).await
+        let store = if self.config.queue.storage.is_some() {
+            let Some(store) = self.store(signal) else {
+                return Err(ConsumeError::unavailable(format!(
+                    "the persistent queue of exporter {} is not open",
+                    self.id
+                )));
+            };
+            // Do not write what would be refused anyway.
+            if !self.config.queue.block_on_overflow || size.units > lane.capacity() {
+                lane.check(size)
+                    .map_err(|e| self.push_error(e, size, lane))?;
+            }
+            let key = store.store(&payload).await.map_err(|e| {
+                if let Some(suppressed) = self.failure_log.check() {
+                    tracing::error!(
+                        exporter = %self.id,
+                        data_type = signal.as_str(),
+                        error = %e,
+                        suppressed,
+                        "cannot store a request in the persistent queue; refusing it"
+                    );
+                }
+                ConsumeError::unavailable(format!("cannot store the request: {e}"))
+            })?;
+            entry.stored = Some(key);
+            Some(store)
         } else {
-            lane.try_push(payload, size)
+            None
         };
-        let error = match pushed {
-            Ok(()) => return Ok(()),
-            Err(PushError::Full(_)) => ConsumeError::resource_exhausted(
+        entry.payload = Some(payload);
+        let pushed = if self.config.queue.block_on_overflow {
+            lane.push_wait(entry, size).await
+        } else {
+            lane.try_push(entry, size)
+        };
+        let Err(error) = pushed else {
+            return Ok(());
+        };
+        let (unit, entry) = split_push_error(error);
+        if let (Some(store), Some(key)) = (store, entry.stored) {
+            store.remove(key).await;
+        }
+        Err(self.push_error(unit, size, lane))
+    }
+
+    fn push_error(&self, error: PushError<()>, size: Weight, lane: &Lane) -> ConsumeError {
+        match error {
+            PushError::Full(()) => ConsumeError::resource_exhausted(
                 format!("sending queue is full (exporter {})", self.id),
                 None,
             ),
-            Err(PushError::TooLarge(_)) => ConsumeError::invalid(format!(
-                "a request of {size} {} is larger than the sending queue of exporter {} ({} {})",
+            PushError::TooLarge(()) => ConsumeError::invalid(format!(
+                "a request of {} {} is larger than the sending queue of exporter {} ({} {})",
+                size.units,
                 self.config.queue.sizer.as_str(),
                 self.id,
                 lane.capacity(),
                 self.config.queue.sizer.as_str(),
             )),
-            Err(PushError::Closed(_)) => self.shutting_down(),
-        };
-        self.metrics.enqueue_failed(signal, items as u64);
-        Err(error)
+            PushError::Closed(()) => self.shutting_down(),
+        }
     }
 
     /// The queue of `signal`, made (with its workers and gauges) on first use;
@@ -197,12 +349,15 @@ impl<S: Sender> Shared<S> {
         if let Some(lane) = slot {
             return Some(lane.clone());
         }
-        let lane: Lane = Arc::new(BoundedQueue::new(self.config.queue.queue_size));
+        let lane: Lane = Arc::new(BoundedQueue::new(
+            self.config.queue.queue_size,
+            self.config.queue.max_size_bytes(),
+        ));
         let labels = [
             ("exporter", self.id.as_str()),
             ("data_type", signal.as_str()),
         ];
-        let weak: Weak<BoundedQueue<Payload>> = Arc::downgrade(&lane);
+        let weak: Weak<BoundedQueue<Entry>> = Arc::downgrade(&lane);
         self.registry.gauge_fn(
             "otelcol_exporter_queue_size",
             "Current size of the retry queue (in units of the sizer).",
@@ -217,7 +372,7 @@ impl<S: Sender> Shared<S> {
             move || capacity,
         );
         for _ in 0..self.config.queue.num_consumers {
-            self.tasks.spawn(self.clone().work(lane.clone()));
+            self.tasks.spawn(self.clone().work(lane.clone(), signal));
         }
         *slot = Some(lane.clone());
         Some(lane)
@@ -225,32 +380,49 @@ impl<S: Sender> Shared<S> {
 
     /// A worker: sends what the queue holds until it is closed and empty, or
     /// the shutdown deadline passed.
-    async fn work(self: Arc<Self>, lane: Lane) {
+    async fn work(self: Arc<Self>, lane: Lane, signal: Signal) {
         loop {
-            let payload = tokio::select! {
+            let entry = tokio::select! {
                 biased;
                 _ = self.hard_stop.cancelled() => return,
                 next = lane.pop() => match next {
-                    Some(payload) => payload,
+                    Some(entry) => entry,
                     None => return,
                 },
             };
-            let _ = self.deliver(payload).await;
+            match entry.stored {
+                Some(key) => self.process_stored(signal, key, entry.payload).await,
+                None => {
+                    if let Some(payload) = entry.payload {
+                        let _ = self.deliver(payload, false).await;
+                    }
+                }
+            }
         }
     }
 
     /// Sends a payload (split to the sender's limit), each part with retries.
-    async fn deliver(&self, payload: Payload) -> Result<(), ConsumeError> {
+    /// With `keep`, a shutdown interrupting it hands back what is unsent
+    /// instead of dropping it.
+    async fn deliver(&self, payload: Payload, keep: bool) -> Delivery {
         let mut result = Ok(());
-        for part in split_to_fit(payload, self.sender.max_request_bytes()) {
-            if let Err(e) = self.deliver_one(&part).await {
-                result = Err(e);
+        let mut progressed = false;
+        let mut parts = split_to_fit(payload, self.sender.max_request_bytes()).into_iter();
+        while let Some(part) = parts.next() {
+            match self.deliver_one(&part, keep).await {
+                Ok(()) => {}
+                Err(Undelivered::Failed(e)) => result = Err(e),
+                Err(Undelivered::Interrupted) => {
+                    let unsent = std::iter::once(part).chain(parts).collect();
+                    return Delivery::Kept { unsent, progressed };
+                }
             }
+            progressed = true;
         }
-        result
+        Delivery::Done(result)
     }
 
-    async fn deliver_one(&self, payload: &Payload) -> Result<(), ConsumeError> {
+    async fn deliver_one(&self, payload: &Payload, keep: bool) -> Result<(), Undelivered> {
         let signal = payload.signal();
         let items = payload.item_count() as u64;
         let mut backoff: Option<Backoff> = None;
@@ -262,12 +434,25 @@ impl<S: Sender> Shared<S> {
                 }
                 Err(error) => error,
             };
+            if keep && self.hard_stop.is_cancelled() {
+                return Err(Undelivered::Interrupted);
+            }
             if !self.config.retry.enabled || !error.is_retryable() {
-                return Err(self.give_up(signal, items, error, "not retryable"));
+                return Err(Undelivered::Failed(self.give_up(
+                    signal,
+                    items,
+                    error,
+                    "not retryable",
+                )));
             }
             let backoff = backoff.get_or_insert_with(|| Backoff::new(&self.config.retry));
             let Some(delay) = backoff.next_delay(error.retry_after()) else {
-                return Err(self.give_up(signal, items, error, "no more retries left"));
+                return Err(Undelivered::Failed(self.give_up(
+                    signal,
+                    items,
+                    error,
+                    "no more retries left",
+                )));
             };
             tracing::debug!(
                 exporter = %self.id,
@@ -277,12 +462,15 @@ impl<S: Sender> Shared<S> {
                 "Exporting failed. Will retry the request after interval."
             );
             if !self.wait_to_retry(delay).await {
-                return Err(self.give_up(
+                if keep {
+                    return Err(Undelivered::Interrupted);
+                }
+                return Err(Undelivered::Failed(self.give_up(
                     signal,
                     items,
                     error,
                     "the exporter is shutting down, no time left to retry",
-                ));
+                )));
             }
         }
     }
@@ -390,7 +578,14 @@ impl<S: Sender> Shared<S> {
             let _ = tokio::time::timeout(STOP_GRACE, self.tasks.wait()).await;
         }
         for (signal, lane) in lanes {
-            let left: u64 = lane.drain().iter().map(|p| p.item_count() as u64).sum();
+            let mut left = 0u64;
+            let mut kept = Vec::new();
+            for entry in lane.drain() {
+                match entry.stored {
+                    Some(key) => kept.push(key),
+                    None => left += entry.payload.map_or(0, |p| p.item_count() as u64),
+                }
+            }
             if left > 0 {
                 self.metrics.send_failed(signal, left);
                 tracing::warn!(
@@ -400,7 +595,33 @@ impl<S: Sender> Shared<S> {
                     "Shutdown deadline passed with data left in the sending queue. Dropping data."
                 );
             }
+            let Some(store) = self.store(signal) else {
+                continue;
+            };
+            let (mut requests, mut items) = self.kept.lock()[lane_index(signal)];
+            requests += kept.len() as u64;
+            items += kept.iter().map(|k| k.items).sum::<u64>();
+            store.release(&kept);
+            if requests > 0 {
+                tracing::info!(
+                    exporter = %self.id,
+                    data_type = signal.as_str(),
+                    kept_requests = requests,
+                    kept_items = items,
+                    location = store.location(),
+                    "Shutdown left undelivered data in the persistent queue; it stays stored and is sent after the next start."
+                );
+            }
         }
+    }
+}
+
+/// The reason of a failed push, and the entry it hands back.
+fn split_push_error(error: PushError<Entry>) -> (PushError<()>, Entry) {
+    match error {
+        PushError::Full(entry) => (PushError::Full(()), entry),
+        PushError::TooLarge(entry) => (PushError::TooLarge(()), entry),
+        PushError::Closed(entry) => (PushError::Closed(()), entry),
     }
 }
 

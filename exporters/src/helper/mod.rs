@@ -6,12 +6,18 @@
 //! bytes) -> `num_consumers` workers -> split to the sender's size limit ->
 //! timeout -> [`Sender::send`] -> retry with backoff -> self-metrics.
 //!
+//! With `sending_queue.storage` naming a storage extension (`file_storage`),
+//! the queue is persistent: a request is stored before `consume` returns and
+//! deleted once sent or given up on; requests left stored by a crash or a
+//! shutdown are queued again at start (see `persistent.rs`).
+//!
 //! An exporter plugs in by implementing [`Sender`] and wrapping it in a
 //! [`QueuedExporter`], which is a complete [`Exporter`](collector_core::component::Exporter).
 
 mod config;
 mod exporter;
 mod metrics;
+mod persistent;
 pub(crate) mod queue;
 pub(crate) mod retry;
 

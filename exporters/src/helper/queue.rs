@@ -1,5 +1,6 @@
-//! A bounded FIFO measured in caller-chosen units (requests, items or bytes),
-//! shared by producers (`consume`) and the sending workers.
+//! A bounded FIFO measured in caller-chosen units (requests, items or bytes)
+//! and, whatever the units, in bytes of encoded data; shared by producers
+//! (`consume`) and the sending workers.
 
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -17,10 +18,20 @@ pub(crate) enum PushError<T> {
     Closed(T),
 }
 
+/// What an entry takes from the queue's two budgets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Weight {
+    /// Units of the configured sizer.
+    pub(crate) units: u64,
+    /// Encoded bytes held in memory.
+    pub(crate) bytes: u64,
+}
+
 #[derive(Debug)]
 struct State<T> {
-    entries: VecDeque<(T, u64)>,
+    entries: VecDeque<(T, Weight)>,
     used: u64,
+    bytes: u64,
     closed: bool,
 }
 
@@ -29,20 +40,27 @@ struct State<T> {
 pub(crate) struct BoundedQueue<T> {
     state: Mutex<State<T>>,
     capacity: u64,
+    /// Bytes the queue may hold (0 = no byte bound). A single entry larger
+    /// than this is still taken when the queue is empty, so nothing becomes
+    /// impossible to send; the bound keeps a request-counted queue of large
+    /// batches from holding gigabytes.
+    byte_capacity: u64,
     not_empty: Notify,
     not_full: Notify,
 }
 
 impl<T> BoundedQueue<T> {
-    /// A queue holding at most `capacity` units.
-    pub(crate) fn new(capacity: u64) -> Self {
+    /// A queue holding at most `capacity` units and `byte_capacity` bytes (0 = unbounded bytes).
+    pub(crate) fn new(capacity: u64, byte_capacity: u64) -> Self {
         Self {
             state: Mutex::new(State {
                 entries: VecDeque::new(),
                 used: 0,
+                bytes: 0,
                 closed: false,
             }),
             capacity,
+            byte_capacity,
             not_empty: Notify::new(),
             not_full: Notify::new(),
         }
@@ -58,31 +76,70 @@ impl<T> BoundedQueue<T> {
         self.state.lock().used
     }
 
-    /// Queues `entry` of `size` units if there is room now.
-    pub(crate) fn try_push(&self, entry: T, size: u64) -> Result<(), PushError<T>> {
+    /// Whether `weight` would pass the byte bound (an empty queue always takes one entry).
+    fn over_bytes(&self, state: &State<T>, weight: Weight) -> bool {
+        self.byte_capacity > 0
+            && !state.entries.is_empty()
+            && state.bytes + weight.bytes > self.byte_capacity
+    }
+
+    /// Whether `weight` fits next to what `state` holds.
+    fn room(&self, state: &State<T>, weight: Weight) -> Result<(), PushError<()>> {
+        if state.closed {
+            Err(PushError::Closed(()))
+        } else if weight.units > self.capacity {
+            Err(PushError::TooLarge(()))
+        } else if state.used + weight.units > self.capacity || self.over_bytes(state, weight) {
+            Err(PushError::Full(()))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Queues `entry` if there is room now.
+    pub(crate) fn try_push(&self, entry: T, weight: Weight) -> Result<(), PushError<T>> {
+        let mut state = self.state.lock();
+        match self.room(&state, weight) {
+            Ok(()) => {}
+            Err(PushError::Closed(())) => return Err(PushError::Closed(entry)),
+            Err(PushError::TooLarge(())) => return Err(PushError::TooLarge(entry)),
+            Err(PushError::Full(())) => return Err(PushError::Full(entry)),
+        }
+        state.used += weight.units;
+        state.bytes += weight.bytes;
+        state.entries.push_back((entry, weight));
+        drop(state);
+        self.not_empty.notify_one();
+        Ok(())
+    }
+
+    /// Whether `size` units would be taken now: `Ok` when they fit, else
+    /// the reason a push would fail (with no entry to hand back).
+    pub(crate) fn check(&self, weight: Weight) -> Result<(), PushError<()>> {
+        self.room(&self.state.lock(), weight)
+    }
+
+    /// Queues `entry` whatever the room (it was accepted earlier, e.g. a
+    /// request recovered from storage); only a closed queue refuses it.
+    pub(crate) fn push_unbounded(&self, entry: T, weight: Weight) -> Result<(), PushError<T>> {
         let mut state = self.state.lock();
         if state.closed {
             return Err(PushError::Closed(entry));
         }
-        if size > self.capacity {
-            return Err(PushError::TooLarge(entry));
-        }
-        if state.used + size > self.capacity {
-            return Err(PushError::Full(entry));
-        }
-        state.used += size;
-        state.entries.push_back((entry, size));
+        state.used += weight.units;
+        state.bytes += weight.bytes;
+        state.entries.push_back((entry, weight));
         drop(state);
         self.not_empty.notify_one();
         Ok(())
     }
 
     /// Queues `entry`, waiting for room while the queue is full.
-    pub(crate) async fn push_wait(&self, mut entry: T, size: u64) -> Result<(), PushError<T>> {
+    pub(crate) async fn push_wait(&self, mut entry: T, weight: Weight) -> Result<(), PushError<T>> {
         loop {
             let mut notified = pin!(self.not_full.notified());
             notified.as_mut().enable();
-            match self.try_push(entry, size) {
+            match self.try_push(entry, weight) {
                 Err(PushError::Full(back)) => entry = back,
                 other => return other,
             }
@@ -98,8 +155,9 @@ impl<T> BoundedQueue<T> {
             notified.as_mut().enable();
             {
                 let mut state = self.state.lock();
-                if let Some((entry, size)) = state.entries.pop_front() {
-                    state.used -= size;
+                if let Some((entry, weight)) = state.entries.pop_front() {
+                    state.used -= weight.units;
+                    state.bytes -= weight.bytes;
                     let more = !state.entries.is_empty();
                     drop(state);
                     self.not_full.notify_waiters();
@@ -129,6 +187,7 @@ impl<T> BoundedQueue<T> {
     pub(crate) fn drain(&self) -> Vec<T> {
         let mut state = self.state.lock();
         state.used = 0;
+        state.bytes = 0;
         let out = state.entries.drain(..).map(|(e, _)| e).collect();
         drop(state);
         self.not_full.notify_waiters();
@@ -139,31 +198,48 @@ impl<T> BoundedQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn w(units: u64) -> Weight {
+        Weight { units, bytes: 0 }
+    }
     use std::sync::Arc;
 
     #[tokio::test]
     async fn bounded_by_units() {
-        let q = BoundedQueue::new(10);
-        assert!(q.try_push("a", 6).is_ok());
-        assert!(matches!(q.try_push("b", 5), Err(PushError::Full("b"))));
-        assert!(matches!(q.try_push("c", 11), Err(PushError::TooLarge("c"))));
-        assert!(q.try_push("d", 4).is_ok());
+        let q = BoundedQueue::new(10, 0);
+        assert!(q.try_push("a", w(6)).is_ok());
+        assert!(matches!(q.try_push("b", w(5)), Err(PushError::Full("b"))));
+        assert!(matches!(
+            q.try_push("c", w(11)),
+            Err(PushError::TooLarge("c"))
+        ));
+        assert!(q.try_push("d", w(4)).is_ok());
         assert_eq!(q.used(), 10);
+        assert!(matches!(q.check(w(1)), Err(PushError::Full(()))));
         assert_eq!(q.pop().await, Some("a"));
         assert_eq!(q.used(), 4);
+        assert!(q.check(w(4)).is_ok());
+        assert!(q.push_unbounded("x", w(20)).is_ok());
+        assert_eq!(q.used(), 24);
+        assert_eq!(q.drain(), ["d", "x"]);
+        assert!(q.try_push("d", w(4)).is_ok());
         q.close();
-        assert!(matches!(q.try_push("e", 1), Err(PushError::Closed("e"))));
+        assert!(matches!(q.try_push("e", w(1)), Err(PushError::Closed("e"))));
+        assert!(matches!(
+            q.push_unbounded("f", w(1)),
+            Err(PushError::Closed("f"))
+        ));
         assert_eq!(q.pop().await, Some("d"));
         assert_eq!(q.pop().await, None);
     }
 
     #[tokio::test(start_paused = true)]
     async fn push_wait_waits_for_room() {
-        let q = Arc::new(BoundedQueue::new(1));
-        q.try_push(1, 1).unwrap();
+        let q = Arc::new(BoundedQueue::new(1, 0));
+        q.try_push(1, w(1)).unwrap();
         let pusher = tokio::spawn({
             let q = q.clone();
-            async move { q.push_wait(2, 1).await.is_ok() }
+            async move { q.push_wait(2, w(1)).await.is_ok() }
         });
         tokio::task::yield_now().await;
         assert!(!pusher.is_finished());
@@ -174,7 +250,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn close_wakes_blocked_pushers_and_poppers() {
-        let q = Arc::new(BoundedQueue::<u32>::new(1));
+        let q = Arc::new(BoundedQueue::<u32>::new(1, 0));
         let popper = tokio::spawn({
             let q = q.clone();
             async move { q.pop().await }
@@ -182,5 +258,22 @@ mod tests {
         tokio::task::yield_now().await;
         q.close();
         assert_eq!(popper.await.unwrap(), None);
+    }
+
+    #[test]
+    fn bounded_by_bytes_too_but_never_refuses_into_an_empty_queue() {
+        let q = BoundedQueue::new(1000, 100);
+        let big = |bytes| Weight { units: 1, bytes };
+        assert!(q.try_push("a", big(60)).is_ok());
+        assert!(
+            matches!(q.try_push("b", big(50)), Err(PushError::Full("b"))),
+            "units fit, bytes do not"
+        );
+        assert!(q.try_push("c", big(40)).is_ok());
+        let empty = BoundedQueue::new(1000, 100);
+        assert!(
+            empty.try_push("huge", big(500)).is_ok(),
+            "a lone oversized request still goes"
+        );
     }
 }

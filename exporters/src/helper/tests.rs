@@ -388,3 +388,273 @@ async fn large_payloads_are_split_to_the_senders_limit() {
     assert!(parts.iter().all(|p| p.encoded_len() <= limit));
     assert_eq!(parts.iter().map(|p| p.item_count()).sum::<usize>(), 100);
 }
+
+mod persistent_queue {
+    //! The persistent queue on a real `file_storage` extension, in real time.
+
+    use super::*;
+    use collector_core::component::{ComponentId, Extension, ExtensionFactory, Host};
+    use collector_core::extension::file_storage::{FileStorageConfig, FileStorageFactory};
+    use std::path::{Path, PathBuf};
+
+    const STORAGE: &str = "file_storage/q";
+
+    async fn storage(dir: &Path) -> (Arc<Host>, Arc<dyn Extension>) {
+        let host = Host::new();
+        let ctx = CreateContext {
+            id: STORAGE.parse().unwrap(),
+            host: host.clone(),
+        };
+        let config = FileStorageConfig {
+            directory: dir.display().to_string(),
+            ..FileStorageConfig::default()
+        };
+        let extension = FileStorageFactory.create(&ctx, &config).unwrap();
+        extension.start().await.unwrap();
+        (host, extension)
+    }
+
+    fn config() -> HelperConfig {
+        HelperConfig {
+            timeout: Duration::from_secs(5),
+            retry: RetryConfig {
+                initial_interval: Duration::from_millis(10),
+                max_interval: Duration::from_millis(10),
+                max_elapsed_time: Duration::ZERO,
+                randomization_factor: 0.0,
+                ..RetryConfig::default()
+            },
+            queue: QueueConfig {
+                num_consumers: 1,
+                queue_size: 100,
+                storage: Some(STORAGE.into()),
+                ..QueueConfig::default()
+            },
+        }
+    }
+
+    struct Generation {
+        exporter: QueuedExporter<ScriptedSender>,
+        attempts: mpsc::UnboundedReceiver<(Instant, usize)>,
+        host: Arc<Host>,
+    }
+
+    impl Generation {
+        async fn start(
+            host: &Arc<Host>,
+            results: Vec<Result<SendOutcome, ConsumeError>>,
+            limit: Option<usize>,
+        ) -> Self {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let ctx = CreateContext {
+                id: ComponentId::new("otlp", Some("test")),
+                host: host.clone(),
+            };
+            let sender = ScriptedSender {
+                results: Mutex::new(results.into()),
+                gate: None,
+                attempts: tx,
+                limit,
+                hang: AtomicUsize::new(0),
+            };
+            let exporter = QueuedExporter::new(&ctx, config(), sender);
+            exporter.start().await.unwrap();
+            Self {
+                exporter,
+                attempts: rx,
+                host: host.clone(),
+            }
+        }
+
+        fn metric(&self, name: &str) -> f64 {
+            self.host
+                .metrics
+                .value(name, &[("exporter", "otlp/test")])
+                .unwrap_or(0.0)
+        }
+
+        /// Waits until `sent_spans` reaches `n` (real time, bounded).
+        async fn sent(&self, n: f64) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.metric("otelcol_exporter_sent_spans") < n {
+                assert!(
+                    Instant::now() < deadline,
+                    "sent {} of {n}",
+                    self.metric("otelcol_exporter_sent_spans")
+                );
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    fn failing(n: usize) -> Vec<Result<SendOutcome, ConsumeError>> {
+        (0..n)
+            .map(|_| Err(ConsumeError::unavailable("down")))
+            .collect()
+    }
+
+    fn stored(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir.join("exporter_otlp-test_traces")) else {
+            return Vec::new();
+        };
+        entries.flatten().map(|e| e.path()).collect()
+    }
+
+    fn soon() -> std::time::Instant {
+        std::time::Instant::now() + Duration::from_millis(100)
+    }
+
+    #[tokio::test]
+    async fn requests_are_stored_before_acceptance_and_sent_once_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, extension) = storage(dir.path()).await;
+        let mut first = Generation::start(&host, failing(100_000), None).await;
+        for n in [2, 3, 4] {
+            first
+                .exporter
+                .consume(Telemetry::new(traces(n)))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            stored(dir.path()).len(),
+            3,
+            "stored before consume returned"
+        );
+        first.attempts.recv().await.unwrap();
+        first.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(first.metric("otelcol_exporter_send_failed_spans"), 0.0);
+        assert_eq!(first.metric("otelcol_exporter_sent_spans"), 0.0);
+        assert_eq!(stored(dir.path()).len(), 3, "kept for the next start");
+        extension.shutdown(soon()).await.unwrap();
+
+        let (host, _extension) = storage(dir.path()).await;
+        let mut second = Generation::start(&host, vec![], None).await;
+        second.sent(9.0).await;
+        second.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(second.metric("otelcol_exporter_sent_spans"), 9.0);
+        let mut sizes = Vec::new();
+        while let Ok((_, items)) = second.attempts.try_recv() {
+            sizes.push(items);
+        }
+        assert_eq!(sizes, [2, 3, 4], "oldest first, each once");
+        assert!(stored(dir.path()).is_empty(), "deleted once sent");
+    }
+
+    #[tokio::test]
+    async fn permanent_failures_are_counted_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _extension) = storage(dir.path()).await;
+        let generation =
+            Generation::start(&host, vec![Err(ConsumeError::invalid("bad data"))], None).await;
+        generation
+            .exporter
+            .consume(Telemetry::new(traces(5)))
+            .await
+            .unwrap();
+        generation
+            .exporter
+            .consume(Telemetry::new(traces(1)))
+            .await
+            .unwrap();
+        generation.sent(1.0).await;
+        generation.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(generation.metric("otelcol_exporter_send_failed_spans"), 5.0);
+        assert!(stored(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_newer_generation_takes_over_what_the_older_one_leaves() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _extension) = storage(dir.path()).await;
+        let mut old = Generation::start(&host, failing(100_000), None).await;
+        old.exporter
+            .consume(Telemetry::new(traces(2)))
+            .await
+            .unwrap();
+        old.exporter
+            .consume(Telemetry::new(traces(3)))
+            .await
+            .unwrap();
+        old.attempts.recv().await.unwrap();
+        // A reload: the new generation starts while the old one still runs;
+        // it must not send what the old one holds.
+        let new = Generation::start(&host, vec![], None).await;
+        assert_eq!(new.exporter.queue_size(Signal::Traces), 0);
+        new.exporter
+            .consume(Telemetry::new(traces(4)))
+            .await
+            .unwrap();
+        new.sent(4.0).await;
+        old.exporter.shutdown(soon()).await.unwrap();
+        new.sent(9.0).await;
+        new.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(new.metric("otelcol_exporter_sent_spans"), 9.0);
+        assert_eq!(new.metric("otelcol_exporter_send_failed_spans"), 0.0);
+        assert!(stored(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_split_request_keeps_only_its_unsent_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, _extension) = storage(dir.path()).await;
+        let whole = traces(30);
+        let limit = whole.encoded_len() / 3;
+        let mut script = vec![Ok(SendOutcome::accepted())];
+        script.extend(failing(100_000));
+        let mut first = Generation::start(&host, script, Some(limit)).await;
+        first.exporter.consume(Telemetry::new(whole)).await.unwrap();
+        let (_, first_part) = first.attempts.recv().await.unwrap();
+        first.attempts.recv().await.unwrap();
+        first.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(
+            first.metric("otelcol_exporter_sent_spans"),
+            first_part as f64
+        );
+        assert_eq!(stored(dir.path()).len(), 1);
+
+        let (host, _extension) = storage(dir.path()).await;
+        let second = Generation::start(&host, vec![], Some(limit)).await;
+        second.sent((30 - first_part) as f64).await;
+        second.exporter.shutdown(soon()).await.unwrap();
+        assert_eq!(
+            second.metric("otelcol_exporter_sent_spans"),
+            (30 - first_part) as f64,
+            "the part sent before the shutdown is not sent again"
+        );
+        assert!(stored(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_missing_storage_extension_fails_the_start() {
+        let host = Host::new();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let ctx = CreateContext {
+            id: ComponentId::new("otlp", Some("test")),
+            host,
+        };
+        let sender = ScriptedSender {
+            results: Mutex::new(VecDeque::new()),
+            gate: None,
+            attempts: tx,
+            limit: None,
+            hang: AtomicUsize::new(0),
+        };
+        let exporter = QueuedExporter::new(&ctx, config(), sender);
+        let error = exporter.start().await.unwrap_err();
+        assert!(error.0.contains("file_storage/q"), "{error}");
+        let refused = exporter
+            .consume(Telemetry::new(traces(1)))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            ctx.host.metrics.value(
+                "otelcol_exporter_enqueue_failed_spans",
+                &[("exporter", "otlp/test")]
+            ),
+            Some(1.0)
+        );
+    }
+}

@@ -30,6 +30,8 @@ struct Received {
     compressed: bool,
     /// The message after decompression.
     message: Vec<u8>,
+    /// The message's length on the wire.
+    wire: usize,
 }
 
 /// How the server answers one request.
@@ -38,6 +40,36 @@ enum Reply {
     Ok(Vec<u8>),
     /// A trailers-only error.
     Error(tonic::Code, Option<Duration>),
+    /// Exactly this response: HTTP status, headers, body data, trailers.
+    Raw(RawReply),
+}
+
+#[derive(Default)]
+struct RawReply {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    data: Vec<u8>,
+    trailers: Vec<(&'static str, String)>,
+}
+
+impl RawReply {
+    /// A 200 response whose trailers carry `trailers`.
+    fn trailers(trailers: &[(&'static str, &str)]) -> Reply {
+        Reply::Raw(RawReply {
+            status: 200,
+            headers: vec![("content-type", "application/grpc".into())],
+            data: Vec::new(),
+            trailers: trailers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        })
+    }
+}
+
+/// One gRPC frame around `message`.
+fn frame(compressed: bool, message: &[u8]) -> Vec<u8> {
+    let mut frame = vec![u8::from(compressed)];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(message);
+    frame
 }
 
 type ReplyBody =
@@ -157,6 +189,7 @@ async fn answer(
         headers: parts.headers,
         compressed,
         message,
+        wire: len,
     });
     let response = http::Response::builder().header("content-type", "application/grpc");
     let frames = match reply {
@@ -170,6 +203,26 @@ async fn answer(
                 Ok(Frame::data(Bytes::from(frame))),
                 Ok(Frame::trailers(trailers)),
             ]
+        }
+        Reply::Raw(raw) => {
+            let mut response = http::Response::builder().status(raw.status);
+            for (name, value) in raw.headers {
+                response = response.header(name, value);
+            }
+            let mut frames = Vec::new();
+            if !raw.data.is_empty() {
+                frames.push(Ok(Frame::data(Bytes::from(raw.data))));
+            }
+            if !raw.trailers.is_empty() {
+                let mut trailers = http::HeaderMap::new();
+                for (name, value) in raw.trailers {
+                    trailers.insert(name, http::HeaderValue::from_str(&value).unwrap());
+                }
+                frames.push(Ok(Frame::trailers(trailers)));
+            }
+            return response
+                .body(StreamBody::new(futures::stream::iter(frames)))
+                .unwrap();
         }
         Reply::Error(code, retry_after) => {
             let details = RpcStatus::new(code as i32, "scripted", retry_after).encode_to_vec();
@@ -229,7 +282,12 @@ async fn sends_the_original_bytes_gzipped_with_headers() {
     assert_eq!(got.message, original.to_vec());
     assert_eq!(got.headers["x-tenant"], "acme");
     assert_eq!(got.headers["authorization"], "Bearer t0k");
-    assert!(got.headers.contains_key("grpc-timeout"));
+    assert_eq!(got.headers["grpc-timeout"], "5000m");
+    assert_eq!(got.headers["content-type"], "application/grpc");
+    assert_eq!(got.headers["te"], "trailers");
+    assert_eq!(got.headers["grpc-accept-encoding"], "gzip");
+    let agent = got.headers["user-agent"].to_str().unwrap();
+    assert!(agent.starts_with("ollyscale-otel/"), "{agent}");
 
     exporter.consume(Telemetry::new(metrics(2))).await.unwrap();
     assert_eq!(server.next().await.path, METRICS_PATH);
@@ -463,4 +521,231 @@ async fn tls_rejects_an_unknown_ca_unless_told_to_skip_verification() {
     );
     skipping.consume(Telemetry::new(traces(1))).await.unwrap();
     server.next().await;
+}
+
+/// The compressed size of `payload` as the server received it.
+async fn compressed_size(
+    server: &mut Server,
+    ctx: &CreateContext,
+    extra: &str,
+) -> (usize, Vec<u8>) {
+    let exporter = exporter(ctx, &sync_config(&server.endpoint, extra));
+    exporter.consume(Telemetry::new(traces(300))).await.unwrap();
+    let got = server.next().await;
+    assert!(got.compressed);
+    (got.wire, got.message)
+}
+
+#[tokio::test]
+async fn gzip_levels_1_and_9_and_zstd_levels() {
+    let mut server = Server::start().await;
+    let ctx = ctx("otlp");
+    let original = traces(300).to_protobuf().to_vec();
+    let (fast, message) = compressed_size(&mut server, &ctx, "").await;
+    assert_eq!(message, original, "default: gzip level 1");
+    let (explicit, _) = compressed_size(&mut server, &ctx, "compression_params: {level: 1}").await;
+    assert_eq!(fast, explicit, "the default gzip level is 1");
+    let (best, message) =
+        compressed_size(&mut server, &ctx, "compression_params: {level: 9}").await;
+    assert_eq!(message, original);
+    assert!(
+        best < fast,
+        "level 9 ({best}) is smaller than level 1 ({fast})"
+    );
+    let (_, message) = compressed_size(&mut server, &ctx, "compression: zstd").await;
+    assert_eq!(message, original);
+    let (_, message) = compressed_size(
+        &mut server,
+        &ctx,
+        "compression: zstd\ncompression_params: {level: 19}",
+    )
+    .await;
+    assert_eq!(message, original);
+}
+
+#[test]
+fn compression_levels_are_checked() {
+    let check = |yaml: &str| {
+        let config: OtlpConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        OtlpExporterFactory.validate(&config)
+    };
+    check("endpoint: gw:4317\ncompression_params: {level: 9}").unwrap();
+    check("endpoint: gw:4317\ncompression_params: {level: -1}").unwrap();
+    check("endpoint: gw:4317\ncompression: zstd\ncompression_params: {level: 22}").unwrap();
+    for bad in [
+        "compression_params: {level: 10}",
+        "compression_params: {level: -2}",
+        "compression: zstd\ncompression_params: {level: 23}",
+        "compression: none\ncompression_params: {level: 1}",
+    ] {
+        let err = check(&format!("endpoint: gw:4317\n{bad}")).unwrap_err();
+        assert_eq!(err.path, "compression_params.level", "{bad}: {err}");
+    }
+    assert!(
+        serde_yaml_ng::from_str::<OtlpConfig>("compression_params: {level: 1, window: 2}").is_err()
+    );
+}
+
+#[tokio::test]
+async fn trailers_only_errors_with_a_percent_encoded_message() {
+    let mut server = Server::start().await;
+    let ctx = ctx("otlp");
+    let exporter = exporter(&ctx, &sync_config(&server.endpoint, ""));
+    server.script([Reply::Raw(RawReply {
+        status: 200,
+        headers: vec![
+            ("content-type", "application/grpc".into()),
+            ("grpc-status", "3".into()),
+            ("grpc-message", "bad%20span%3A%20id%20%E2%9C%97 100%".into()),
+        ],
+        ..RawReply::default()
+    })]);
+    let err = exporter
+        .consume(Telemetry::new(traces(2)))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.message().contains("bad span: id \u{2717} 100%"),
+        "{}",
+        err.message()
+    );
+    server.next().await;
+    assert!(server.received.try_recv().is_err(), "not retried");
+}
+
+#[tokio::test]
+async fn errors_in_trailers_carry_retry_info_in_padded_base64() {
+    let mut server = Server::start().await;
+    let ctx = ctx("otlp");
+    let exporter = exporter(&ctx, &sync_config(&server.endpoint, ""));
+    let delay = Duration::from_millis(250);
+    let details = RpcStatus::new(14, "busy", Some(delay)).encode_to_vec();
+    let details = base64::engine::general_purpose::STANDARD.encode(details);
+    assert!(details.ends_with('='), "padded: {details}");
+    server.script([
+        RawReply::trailers(&[
+            ("grpc-status", "14"),
+            ("grpc-message", "busy"),
+            ("grpc-status-details-bin", &details),
+        ]),
+        Reply::Ok(Vec::new()),
+    ]);
+    let start = Instant::now();
+    exporter.consume(Telemetry::new(traces(1))).await.unwrap();
+    assert!(start.elapsed() >= delay, "{:?}", start.elapsed());
+    server.next().await;
+    server.next().await;
+
+    // The same status read directly: kind, message and delay.
+    let sender = GrpcSender::new(
+        &serde_yaml_ng::from_str(&sync_config(&server.endpoint, "")).unwrap(),
+        &server.endpoint,
+    )
+    .unwrap();
+    let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD
+        .encode(RpcStatus::new(8, "full", Some(Duration::from_secs(3))).encode_to_vec());
+    server.script([RawReply::trailers(&[
+        ("grpc-status", "8"),
+        ("grpc-message", "full"),
+        ("grpc-status-details-bin", &unpadded),
+    ])]);
+    let err = crate::helper::Sender::send(&sender, &traces(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResourceExhausted);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+    assert!(err.message().contains("full"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn missing_grpc_status_maps_per_the_spec() {
+    let mut server = Server::start().await;
+    let ctx = ctx("otlp");
+    let sender = GrpcSender::new(
+        &serde_yaml_ng::from_str(&sync_config(&server.endpoint, "")).unwrap(),
+        &server.endpoint,
+    )
+    .unwrap();
+    let payload = traces(1);
+    let send = || crate::helper::Sender::send(&sender, &payload);
+    // An HTTP error from a proxy: 503 is retryable, 500 is not.
+    for (status, kind) in [
+        (503, ErrorKind::Unavailable),
+        (502, ErrorKind::Unavailable),
+        (429, ErrorKind::Unavailable),
+        (500, ErrorKind::Internal),
+        (401, ErrorKind::Unauthenticated),
+    ] {
+        server.script([Reply::Raw(RawReply {
+            status,
+            headers: vec![("content-type", "text/plain".into())],
+            data: b"upstream failed".to_vec(),
+            ..RawReply::default()
+        })]);
+        let err = send().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "HTTP {status}: {err}");
+        server.next().await;
+    }
+    // 200 with a message but no grpc-status: a protocol violation.
+    server.script([Reply::Raw(RawReply {
+        status: 200,
+        headers: vec![("content-type", "application/grpc".into())],
+        data: frame(false, &[]),
+        ..RawReply::default()
+    })]);
+    let err = send().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Internal, "{err}");
+    assert!(err.message().contains("grpc-status"), "{err}");
+    server.next().await;
+    // An OK trailers-only response is a success.
+    server.script([RawReply::trailers(&[("grpc-status", "0")])]);
+    assert_eq!(
+        send().await.unwrap(),
+        crate::helper::SendOutcome::accepted()
+    );
+    drop(ctx);
+}
+
+#[tokio::test]
+async fn partial_success_in_a_gzipped_response() {
+    use opentelemetry_proto::tonic::collector::logs::v1::{
+        ExportLogsPartialSuccess, ExportLogsServiceResponse,
+    };
+    let server = Server::start().await;
+    let ctx = ctx("otlp");
+    let exporter = exporter(&ctx, &sync_config(&server.endpoint, ""));
+    let response = ExportLogsServiceResponse {
+        partial_success: Some(ExportLogsPartialSuccess {
+            rejected_log_records: 2,
+            error_message: "two records were too old".into(),
+        }),
+    }
+    .encode_to_vec();
+    let mut gzipped = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut gzipped, &response).unwrap();
+    server.script([Reply::Raw(RawReply {
+        status: 200,
+        headers: vec![
+            ("content-type", "application/grpc".into()),
+            ("grpc-encoding", "gzip".into()),
+        ],
+        data: frame(true, &gzipped.finish().unwrap()),
+        trailers: vec![("grpc-status", "0".into())],
+    })]);
+    exporter.consume(Telemetry::new(logs(5))).await.unwrap();
+    assert_eq!(metric(&ctx, "otelcol_exporter_sent_log_records"), 3.0);
+    assert_eq!(
+        metric(&ctx, "otelcol_exporter_send_failed_log_records"),
+        2.0
+    );
+}
+
+#[test]
+fn grpc_timeouts_fit_in_eight_digits() {
+    use super::grpc::grpc_timeout;
+    assert_eq!(grpc_timeout(Duration::from_secs(5)), "5000m");
+    assert_eq!(grpc_timeout(Duration::from_micros(250)), "250u");
+    assert_eq!(grpc_timeout(Duration::from_secs(100_000_000)), "1666666M");
+    assert_eq!(grpc_timeout(Duration::from_secs(200_000)), "200000S");
 }

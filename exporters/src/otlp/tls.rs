@@ -44,7 +44,11 @@ pub(super) fn configure(
     endpoint.tls_config(out).map_err(error)
 }
 
-fn read_pem(file: &str, inline: &str, what: &str) -> Result<Option<Vec<u8>>, ComponentError> {
+pub(crate) fn read_pem(
+    file: &str,
+    inline: &str,
+    what: &str,
+) -> Result<Option<Vec<u8>>, ComponentError> {
     if !file.is_empty() {
         return std::fs::read(file)
             .map(Some)
@@ -57,12 +61,12 @@ fn read_pem(file: &str, inline: &str, what: &str) -> Result<Option<Vec<u8>>, Com
 /// signatures are still checked, so the connection is encrypted to whoever
 /// holds the presented certificate's key.
 #[derive(Debug)]
-struct AcceptAnyCertificate {
+pub(crate) struct AcceptAnyCertificate {
     provider: Arc<CryptoProvider>,
 }
 
 impl AcceptAnyCertificate {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let provider = CryptoProvider::get_default()
             .cloned()
             .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));

@@ -69,6 +69,15 @@ pub(crate) fn peak_rss_bytes(pid: u32) -> Result<u64> {
         .with_context(|| format!("no VmHWM in {path}"))
 }
 
+/// Current resident set size in bytes (`VmRSS` of `/proc/<pid>/status`).
+pub(crate) fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_status_kib(&text, "VmRSS")
+        .map(|kib| kib * 1024)
+        .with_context(|| format!("no VmRSS in {path}"))
+}
+
 fn parse_status_kib(status: &str, key: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let value = line.strip_prefix(key)?.strip_prefix(':')?;
@@ -121,6 +130,29 @@ impl SinkCounts {
     }
 }
 
+/// `GET path` over HTTP/1.0 (so the answer is never chunked), the body of a 200 answer.
+pub(crate) fn http_get(address: SocketAddr, path: &str) -> Result<String> {
+    let timeout = Duration::from_secs(5);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .with_context(|| format!("reading http://{address}{path}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        bail!("http://{address}{path}: not an HTTP response");
+    };
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        bail!("http://{address}{path}: {status}");
+    }
+    Ok(body.to_string())
+}
+
 /// Asks the sink's stats endpoint (`GET /`) for its totals.
 pub(crate) fn sink_counts(stats: SocketAddr) -> Result<SinkCounts> {
     let timeout = Duration::from_secs(5);
@@ -171,6 +203,7 @@ mod tests {
         let status = "Name:\tagent\nVmPeak:\t  900 kB\nVmHWM:\t   51200 kB\nVmRSS:\t   40000 kB\n";
         assert_eq!(parse_status_kib(status, "VmHWM"), Some(51200));
         assert_eq!(parse_status_kib(status, "VmSwap"), None);
+        assert_eq!(parse_status_kib(status, "VmRSS"), Some(40000));
     }
 
     #[test]
@@ -203,5 +236,6 @@ mod tests {
         assert!(spin > 0);
         cpu_ticks(pid).expect("own /proc stat");
         assert!(peak_rss_bytes(pid).expect("own VmHWM") > 0);
+        assert!(rss_bytes(pid).expect("own VmRSS") > 0);
     }
 }

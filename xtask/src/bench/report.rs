@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::gateway::GatewayResult;
 use super::{ContenderId, ContenderResult, Measurement, Outcome, Settings};
 
 /// Ours must reach this many times Rotel's spans per CPU-second.
@@ -48,6 +49,12 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
         settings.warmup.as_secs_f64(),
         settings.rounds,
         settings.cpus,
+    );
+    let _ = writeln!(
+        out,
+        "source {}, rotel {}",
+        settings.source.as_deref().unwrap_or("unknown"),
+        settings.rotel_version.as_deref().unwrap_or("-"),
     );
     let _ = writeln!(
         out,
@@ -179,7 +186,7 @@ pub(crate) enum Json {
 }
 
 impl Json {
-    fn float(value: f64) -> Json {
+    pub(crate) fn float(value: f64) -> Json {
         if value.is_finite() {
             Json::Float(value)
         } else {
@@ -279,7 +286,11 @@ fn measurement_json(m: &Measurement) -> Json {
 }
 
 /// Everything measured, for `results.json`.
-pub(crate) fn json(settings: &Settings, results: &[ContenderResult]) -> Json {
+pub(crate) fn json(
+    settings: &Settings,
+    results: &[ContenderResult],
+    gateway: Option<&GatewayResult>,
+) -> Json {
     let rotel = find(results, ContenderId::Rotel);
     let floor = find(results, ContenderId::Floor);
     let contenders = results
@@ -341,10 +352,15 @@ pub(crate) fn json(settings: &Settings, results: &[ContenderResult]) -> Json {
                     "rotel_version",
                     settings.rotel_version.clone().map_or(Json::Null, Json::Str),
                 ),
+                (
+                    "source",
+                    settings.source.clone().map_or(Json::Null, Json::Str),
+                ),
                 ("target_cpu_ratio_to_rotel", Json::float(TARGET_CPU_RATIO)),
             ]),
         ),
         ("contenders", Json::Array(contenders)),
+        ("gateway", gateway.map_or(Json::Null, super::gateway::json)),
     ])
 }
 

@@ -71,7 +71,11 @@ pub(crate) fn traces() -> ExportTraceServiceRequest {
     let span = |n: u8| Span {
         trace_id: vec![n; 16],
         span_id: vec![n; 8],
-        parent_span_id: if n.is_multiple_of(2) { vec![] } else { vec![9; 8] },
+        parent_span_id: if n.is_multiple_of(2) {
+            vec![]
+        } else {
+            vec![9; 8]
+        },
         trace_state: "k=v".into(),
         flags: 0x101,
         name: format!("span-{n}"),

@@ -1,6 +1,7 @@
 //! `receivers.otlp` settings, as otelcol's OTLP receiver reads them.
 
 use crate::config::{ConfigError, duration};
+use crate::receiver::tls::ServerTls;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -36,28 +37,6 @@ where
     ))
 }
 
-/// Server-side TLS settings: accepted so configs parse; serving TLS is not
-/// implemented yet and is refused at validation when a certificate is set.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerTls {
-    /// Server certificate (PEM).
-    pub cert_file: Option<String>,
-    /// Server key (PEM).
-    pub key_file: Option<String>,
-    /// CA for client certificates (mTLS).
-    pub client_ca_file: Option<String>,
-    /// CA file.
-    pub ca_file: Option<String>,
-    /// Minimum TLS version.
-    pub min_version: Option<String>,
-    /// Maximum TLS version.
-    pub max_version: Option<String>,
-    /// Reload interval.
-    #[serde(with = "duration::option")]
-    pub reload_interval: Option<Duration>,
-}
-
 /// `protocols.grpc`
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -76,7 +55,7 @@ pub struct GrpcConfig {
     pub write_buffer_size: Option<u64>,
     /// Keepalive settings.
     pub keepalive: Option<Keepalive>,
-    /// TLS (see [`ServerTls`]).
+    /// TLS, mutual when `client_ca_file` is set; plaintext when absent.
     pub tls: Option<ServerTls>,
     /// Pass gRPC metadata along with the data (for `batch.metadata_keys`).
     pub include_metadata: bool,
@@ -150,7 +129,7 @@ pub struct HttpConfig {
     pub include_metadata: bool,
     /// Cross-origin settings for browsers.
     pub cors: Option<CorsConfig>,
-    /// TLS (see [`ServerTls`]).
+    /// TLS, mutual when `client_ca_file` is set; plaintext when absent.
     pub tls: Option<ServerTls>,
     /// Accepted content encodings; empty = all supported ones.
     pub compression_algorithms: Vec<String>,
@@ -210,11 +189,8 @@ pub struct CorsConfig {
 
 fn check_tls(path: &str, tls: &Option<ServerTls>) -> Result<(), ConfigError> {
     match tls {
-        Some(tls) if tls.cert_file.is_some() || tls.key_file.is_some() => Err(ConfigError::new(
-            format!("{path}.tls"),
-            "serving TLS is not supported yet by this receiver; terminate TLS in front of it",
-        )),
-        _ => Ok(()),
+        Some(tls) => tls.validate().map_err(|e| e.under(&format!("{path}.tls"))),
+        None => Ok(()),
     }
 }
 

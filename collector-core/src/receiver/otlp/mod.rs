@@ -20,6 +20,7 @@ use crate::component::{
 use crate::config::ConfigError;
 use crate::pdata::Signal;
 use crate::receiver::server::{self, Http2Settings, RunningServer};
+use crate::receiver::tls::TlsSource;
 use async_trait::async_trait;
 use ingest::Ingest;
 use parking_lot::Mutex;
@@ -78,6 +79,7 @@ impl OtlpReceiver {
         &self,
         listener: Arc<tokio::net::TcpListener>,
         grpc: &GrpcConfig,
+        tls: Option<Arc<TlsSource>>,
     ) -> RunningServer {
         let max_recv_bytes =
             usize::try_from(grpc.max_recv_msg_size_mib.saturating_mul(1024 * 1024))
@@ -94,11 +96,12 @@ impl OtlpReceiver {
         };
         let ingest = self.ingest.clone();
         let include_metadata = grpc.include_metadata;
-        server::spawn(
+        server::spawn_with_tls(
             &format!("{}/grpc", self.id),
             &self.host,
             listener,
             http2,
+            tls,
             move |peer| {
                 let handler = grpc::GrpcHandler {
                     ingest: ingest.clone(),
@@ -115,6 +118,7 @@ impl OtlpReceiver {
         &self,
         listener: Arc<tokio::net::TcpListener>,
         config: &HttpConfig,
+        tls: Option<Arc<TlsSource>>,
     ) -> RunningServer {
         let settings = Arc::new(http::HttpSettings {
             ingest: self.ingest.clone(),
@@ -131,11 +135,12 @@ impl OtlpReceiver {
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
         });
-        server::spawn(
+        server::spawn_with_tls(
             &format!("{}/http", self.id),
             &self.host,
             listener,
             Http2Settings::default(),
+            tls,
             move |peer| {
                 let settings = settings.clone();
                 move |request| settings.clone().serve(peer, request)
@@ -146,18 +151,50 @@ impl OtlpReceiver {
 
 /// Logs the bound address in a stable shape (`component`, `protocol`,
 /// `address` fields), so tools and tests can find ports bound as `:0`.
-fn log_listening(id: &str, protocol: &str, listener: &tokio::net::TcpListener) {
+fn log_listening(
+    id: &str,
+    protocol: &str,
+    listener: &tokio::net::TcpListener,
+    tls: Option<&TlsSource>,
+) {
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(component = %id, protocol, address = %address, "listening");
+    let tls = match tls {
+        None => "none",
+        Some(source) if source.is_mutual() => "mutual",
+        Some(_) => "server",
+    };
+    tracing::info!(component = %id, protocol, address = %address, tls, "listening");
+}
+
+/// Loads a protocol's TLS settings (before anything listens, so a bad
+/// certificate stops the start).
+fn load_tls(
+    owner: &str,
+    tls: &Option<crate::receiver::tls::ServerTls>,
+) -> Result<Option<Arc<TlsSource>>, ComponentError> {
+    tls.as_ref()
+        .map(|tls| TlsSource::new(owner, tls).map(Arc::new))
+        .transpose()
+        .map_err(ComponentError::new)
 }
 
 #[async_trait]
 impl Lifecycle for OtlpReceiver {
     async fn start(&self) -> Result<(), ComponentError> {
         let protocols = &self.config.protocols;
+        let grpc_tls = match &protocols.grpc {
+            Some(grpc) => load_tls(&format!("{}/grpc", self.id), &grpc.tls)
+                .map_err(|e| ComponentError::new(format!("grpc: {e}")))?,
+            None => None,
+        };
+        let http_tls = match &protocols.http {
+            Some(http) => load_tls(&format!("{}/http", self.id), &http.tls)
+                .map_err(|e| ComponentError::new(format!("http: {e}")))?,
+            None => None,
+        };
         let mut servers = Vec::new();
         if let Some(grpc) = &protocols.grpc {
             let listener = self
@@ -166,8 +203,8 @@ impl Lifecycle for OtlpReceiver {
                 .tcp(&format!("{}/grpc", self.id), &grpc.endpoint)
                 .await
                 .map_err(|e| ComponentError::new(format!("grpc: {e}")))?;
-            log_listening(&self.id, "grpc", &listener);
-            servers.push(self.start_grpc(listener, grpc));
+            log_listening(&self.id, "grpc", &listener, grpc_tls.as_deref());
+            servers.push(self.start_grpc(listener, grpc, grpc_tls));
         }
         if let Some(http) = &protocols.http {
             let listener = match self
@@ -184,8 +221,8 @@ impl Lifecycle for OtlpReceiver {
                     return Err(ComponentError::new(format!("http: {e}")));
                 }
             };
-            log_listening(&self.id, "http", &listener);
-            servers.push(self.start_http(listener, http));
+            log_listening(&self.id, "http", &listener, http_tls.as_deref());
+            servers.push(self.start_http(listener, http, http_tls));
         }
         *self.servers.lock() = servers;
         Ok(())

@@ -1,0 +1,372 @@
+//! Network namespaces for tests that need their own addresses and DNS:
+//! a namespace with `lo` up and its own /etc/resolv.conf, collectors and
+//! dnsmasq started inside it with `ip netns exec`, and threads that join it
+//! to talk to them. Needs root; everything is removed when dropped.
+//!
+//! Declare it from a test with `#[path = "support/netns.rs"] mod netns;`
+//! next to `mod support;`.
+
+#![allow(dead_code, unreachable_pub)]
+
+use crate::support::{PATIENCE, binary, http_request, metric_sum};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// True when the tests can create namespaces (root, with `ip` and dnsmasq).
+pub fn available() -> Result<(), String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("needs root (network namespaces)".into());
+    }
+    for tool in ["/usr/sbin/ip", "/usr/sbin/dnsmasq"] {
+        if !Path::new(tool).exists() {
+            return Err(format!("{tool} is not installed"));
+        }
+    }
+    Ok(())
+}
+
+fn run(command: &mut Command) -> Output {
+    let output = command.output().expect("run command");
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A network namespace, deleted (with its /etc/netns directory) on drop,
+/// also when the test panics.
+pub struct NetNs {
+    pub name: String,
+    etc: PathBuf,
+}
+
+impl NetNs {
+    /// Creates `olly-lb-<pid>-<tag>` with `lo` up and a resolv.conf that
+    /// points at 127.0.0.1 (where the test's dnsmasq listens).
+    pub fn create(tag: &str) -> NetNs {
+        let name = format!("olly-lb-{}-{tag}", std::process::id());
+        // A leftover of an earlier run with the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        run(Command::new("ip").args(["netns", "add", &name]));
+        let ns = NetNs {
+            etc: PathBuf::from("/etc/netns").join(&name),
+            name,
+        };
+        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "lo", "up"]));
+        std::fs::create_dir_all(&ns.etc).expect("create /etc/netns/<ns>");
+        std::fs::write(
+            ns.etc.join("resolv.conf"),
+            "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n",
+        )
+        .expect("write resolv.conf");
+        ns
+    }
+
+    /// `ip netns exec <ns> program`: runs inside the namespace, with its
+    /// resolv.conf bind-mounted over /etc/resolv.conf. `ip` execs the
+    /// program, so the child's pid is the program's.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name]).arg(program);
+        command
+    }
+
+    /// Runs `f` on a thread that joined the namespace, so its sockets are
+    /// inside it (the rest of the test process stays outside).
+    pub fn enter<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.spawn(f).join().expect("namespace thread")
+    }
+
+    /// Like [`NetNs::enter`], without waiting for the thread.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = PathBuf::from("/var/run/netns").join(&self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open the namespace");
+            // SAFETY: setns on a namespace fd we own; it changes only this thread.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
+    /// The addresses `name` resolves to inside the namespace (getent, which
+    /// goes through the same resolver as the collectors).
+    pub fn resolve(&self, name: &str) -> Vec<String> {
+        let output = self
+            .command("getent")
+            .args(["ahosts", name])
+            .output()
+            .expect("getent");
+        let mut addresses: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .collect();
+        addresses.sort();
+        addresses.dedup();
+        addresses
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.etc);
+    }
+}
+
+/// dnsmasq inside a namespace, answering from a hosts file it re-reads on
+/// SIGHUP (dnsmasq reloads `--addn-hosts` files then). Nothing is cached:
+/// `--local-ttl=0` and `--no-negcache`.
+pub struct Dnsmasq {
+    child: Child,
+    hosts: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Dnsmasq {
+    /// Starts dnsmasq on 127.0.0.1:53 in `ns`, answering `name` with `addresses`.
+    pub fn start(ns: &NetNs, name: &str, addresses: &[&str]) -> Dnsmasq {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, hosts_text(name, addresses)).expect("write hosts");
+        let child = ns
+            .command("/usr/sbin/dnsmasq")
+            .args([
+                "--no-daemon",
+                "--conf-file=/dev/null",
+                "--port=53",
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--local-ttl=0",
+                "--no-negcache",
+                "--user=root",
+                "--pid-file=",
+            ])
+            .arg(format!("--addn-hosts={}", hosts.display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dnsmasq");
+        let dnsmasq = Dnsmasq {
+            child,
+            hosts,
+            _dir: dir,
+        };
+        dnsmasq.wait_for(ns, name, addresses);
+        dnsmasq
+    }
+
+    /// Changes the answer for `name` and waits until dnsmasq gives it.
+    pub fn set(&self, ns: &NetNs, name: &str, addresses: &[&str]) {
+        std::fs::write(&self.hosts, hosts_text(name, addresses)).expect("write hosts");
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we own.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+        self.wait_for(ns, name, addresses);
+    }
+
+    fn wait_for(&self, ns: &NetNs, name: &str, addresses: &[&str]) {
+        let mut want: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+        want.sort();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let got = ns.resolve(name);
+            if got == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dnsmasq never answered {want:?} for {name} (last: {got:?})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn hosts_text(name: &str, addresses: &[&str]) -> String {
+    addresses.iter().map(|a| format!("{a} {name}\n")).collect()
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Default)]
+struct LogState {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A collector running inside a namespace. Killed when dropped.
+pub struct NsCollector {
+    child: Child,
+    logs: Arc<(Mutex<LogState>, Condvar)>,
+    pub dir: tempfile::TempDir,
+    label: String,
+}
+
+impl NsCollector {
+    /// Starts `binary_name` in `ns` with `config`; `{dir}` in the config is
+    /// replaced by the collector's temp dir. Logs are JSON.
+    pub fn start(ns: &NetNs, binary_name: &str, label: &str, config: &str) -> NsCollector {
+        Self::start_with_args(ns, binary_name, label, config, &[])
+    }
+
+    /// Like [`NsCollector::start`], with extra command-line arguments.
+    pub fn start_with_args(
+        ns: &NetNs,
+        binary_name: &str,
+        label: &str,
+        config: &str,
+        args: &[&str],
+    ) -> NsCollector {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("config.yaml");
+        std::fs::write(
+            &config_path,
+            config.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .expect("write config");
+        let mut child = ns
+            .command(binary(binary_name))
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--set")
+            .arg("service.telemetry.logs.encoding=json")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn collector");
+        let stderr = child.stderr.take().expect("stderr");
+        let logs = Arc::new((Mutex::new(LogState::default()), Condvar::new()));
+        let sink = logs.clone();
+        let tag = label.to_string();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("OLLY_TEST_LOGS").is_some() {
+                    eprintln!("[{tag}] {line}");
+                }
+                let (state, cv) = &*sink;
+                state.lock().expect("log lock").lines.push(line);
+                cv.notify_all();
+            }
+            let (state, cv) = &*sink;
+            state.lock().expect("log lock").closed = true;
+            cv.notify_all();
+        });
+        NsCollector {
+            child,
+            logs,
+            dir,
+            label: label.to_string(),
+        }
+    }
+
+    /// Path inside the collector's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Waits for a log line that satisfies `matches`.
+    pub fn wait_for_log(
+        &self,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + PATIENCE;
+        let (state, cv) = &*self.logs;
+        let mut guard = state.lock().expect("log lock");
+        let mut seen = 0;
+        loop {
+            for line in &guard.lines[seen..] {
+                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
+                    && matches(&value)
+                {
+                    return value;
+                }
+            }
+            seen = guard.lines.len();
+            let now = Instant::now();
+            if guard.closed || now >= deadline {
+                panic!(
+                    "{}: no log line for {what}; logs:\n{}",
+                    self.label,
+                    guard.lines.join("\n")
+                );
+            }
+            guard = cv.wait_timeout(guard, deadline - now).expect("log wait").0;
+        }
+    }
+
+    /// All log lines so far.
+    pub fn log_text(&self) -> String {
+        self.logs.0.lock().expect("log lock").lines.join("\n")
+    }
+
+    /// The address a component bound.
+    pub fn address(&self, component: &str, protocol: &str) -> SocketAddr {
+        let line = self.wait_for_log(&format!("{component} {protocol} listening"), |v| {
+            v["message"] == "listening" && v["component"] == component && v["protocol"] == protocol
+        });
+        line["address"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .expect("address field")
+    }
+
+    /// The self-metrics text (fetched from inside the namespace).
+    pub fn metrics_text(&self, ns: &NetNs) -> String {
+        let address = self.address("telemetry", "prometheus");
+        ns.enter(move || {
+            let response = http_request(address, "GET", "/metrics", &[], b"");
+            String::from_utf8_lossy(&response.body).into_owned()
+        })
+    }
+
+    /// Sum of the series of `name` whose labels contain `labels`.
+    pub fn metric(&self, ns: &NetNs, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_sum(&self.metrics_text(ns), name, labels)
+    }
+
+    /// Sends a signal to the process.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we own.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit after a kill.
+    pub fn reap(&mut self) {
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NsCollector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

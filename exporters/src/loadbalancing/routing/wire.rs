@@ -1,0 +1,442 @@
+//! Splitting spans without decoding them: a batch that still carries its
+//! received protobuf bytes is walked field by field, each span's trace ID read
+//! in place, and each backend's request assembled from the raw bytes of its
+//! spans under copies of their resource and scope fields. Nothing is decoded
+//! or encoded but the small resource header when routing by service.
+//!
+//! The bytes were checked by the receiver's scanner (or written by prost), so
+//! they are well-formed; anything this walker does not expect (a group, a
+//! truncated field) makes it give up, and the caller takes the decoding path.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use prost::Message;
+
+const LEN: u64 = 2;
+
+/// How spans pick their owner.
+pub(super) enum Key<'k> {
+    /// By each span's trace ID.
+    TraceId,
+    /// By the resource: `resource_key` gets the decoded resource header
+    /// (everything but the spans) and returns the routing key's bytes.
+    Resource(&'k dyn Fn(&ResourceSpans) -> Vec<u8>),
+}
+
+/// One field: its raw bytes (tag, length and payload) and payload.
+struct Field<'a> {
+    number: u64,
+    wire_type: u64,
+    raw: &'a [u8],
+    payload: &'a [u8],
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+fn varint_len(mut value: u64) -> usize {
+    let mut n = 1;
+    while value >= 0x80 {
+        value >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// The fields of a message, in order, without allocating; `failed` is set
+/// (and the walk ends) on anything unexpected.
+struct Fields<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    fn parse(&mut self) -> Option<Field<'a>> {
+        let buf = self.buf;
+        let start = self.pos;
+        let tag = varint(buf, &mut self.pos)?;
+        let (number, wire_type) = (tag >> 3, tag & 7);
+        let payload = match wire_type {
+            0 => {
+                varint(buf, &mut self.pos)?;
+                &buf[self.pos..self.pos]
+            }
+            1 | 5 => {
+                let width = if wire_type == 1 { 8 } else { 4 };
+                let end = self.pos.checked_add(width).filter(|e| *e <= buf.len())?;
+                let payload = &buf[self.pos..end];
+                self.pos = end;
+                payload
+            }
+            LEN => {
+                let len = usize::try_from(varint(buf, &mut self.pos)?).ok()?;
+                let end = self.pos.checked_add(len).filter(|e| *e <= buf.len())?;
+                let payload = &buf[self.pos..end];
+                self.pos = end;
+                payload
+            }
+            // Groups (3, 4) and anything else: not expected here.
+            _ => return None,
+        };
+        Some(Field {
+            number,
+            wire_type,
+            raw: &buf[start..self.pos],
+            payload,
+        })
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Field<'a>;
+
+    fn next(&mut self) -> Option<Field<'a>> {
+        if self.pos >= self.buf.len() || self.failed {
+            return None;
+        }
+        let field = self.parse();
+        if field.is_none() {
+            self.failed = true;
+        }
+        field
+    }
+}
+
+/// The trace ID of a span (its last occurrence, as protobuf decoding does).
+fn trace_id(span: &[u8]) -> Option<&[u8]> {
+    let mut id: &[u8] = &[];
+    let mut fields = Fields::new(span);
+    for field in fields.by_ref() {
+        if field.number == 1 && field.wire_type == LEN {
+            id = field.payload;
+        }
+    }
+    (!fields.failed).then_some(id)
+}
+
+struct Scope<'a> {
+    /// Every field but the spans, raw.
+    header: Vec<&'a [u8]>,
+    /// Each span's raw field (tag, length, span) and owner.
+    spans: Vec<(&'a [u8], usize)>,
+}
+
+struct Resource<'a> {
+    header: Vec<&'a [u8]>,
+    scopes: Vec<Scope<'a>>,
+}
+
+fn parse_resource<'a>(
+    buf: &'a [u8],
+    key: &Key<'_>,
+    owner: &mut dyn FnMut(&[u8]) -> usize,
+) -> Option<Resource<'a>> {
+    let mut header = Vec::new();
+    let mut scope_fields = Vec::new();
+    let mut fields = Fields::new(buf);
+    for field in fields.by_ref() {
+        if field.number == 2 && field.wire_type == LEN {
+            scope_fields.push(field.payload);
+        } else {
+            header.push(field.raw);
+        }
+    }
+    if fields.failed {
+        return None;
+    }
+    let resource_owner = match key {
+        Key::TraceId => None,
+        Key::Resource(resource_key) => {
+            let mut bytes = Vec::with_capacity(header.iter().map(|h| h.len()).sum());
+            for h in &header {
+                bytes.extend_from_slice(h);
+            }
+            let decoded = ResourceSpans::decode(bytes.as_slice()).ok()?;
+            Some(owner(&resource_key(&decoded)))
+        }
+    };
+    let mut scopes = Vec::with_capacity(scope_fields.len());
+    for scope in scope_fields {
+        let mut header = Vec::new();
+        let mut spans = Vec::new();
+        let mut fields = Fields::new(scope);
+        for field in fields.by_ref() {
+            if field.number == 2 && field.wire_type == LEN {
+                let o = match resource_owner {
+                    Some(o) => o,
+                    None => owner(trace_id(field.payload)?),
+                };
+                spans.push((field.raw, o));
+            } else {
+                header.push(field.raw);
+            }
+        }
+        if fields.failed {
+            return None;
+        }
+        scopes.push(Scope { header, spans });
+    }
+    Some(Resource { header, scopes })
+}
+
+fn sum(parts: &[&[u8]]) -> usize {
+    parts.iter().map(|p| p.len()).sum()
+}
+
+fn put_len_field(out: &mut BytesMut, number: u64, len: usize) {
+    put_varint(out, (number << 3) | LEN);
+    put_varint(out, len as u64);
+}
+
+fn put_varint(out: &mut BytesMut, mut value: u64) {
+    while value >= 0x80 {
+        out.put_u8((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.put_u8(value as u8);
+}
+
+/// Writes the part of `resource` that belongs to `owner` as a
+/// `resource_spans` field of the request; nothing when it has no span there.
+fn write_part(out: &mut BytesMut, resource: &Resource<'_>, owner: usize) {
+    let scope_len = |scope: &Scope<'_>| {
+        let spans: usize = scope
+            .spans
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(raw, _)| raw.len())
+            .sum();
+        (spans > 0).then(|| sum(&scope.header) + spans)
+    };
+    let scopes: Vec<(usize, &Scope<'_>)> = resource
+        .scopes
+        .iter()
+        .filter_map(|s| scope_len(s).map(|len| (len, s)))
+        .collect();
+    if scopes.is_empty() {
+        return;
+    }
+    let body = sum(&resource.header)
+        + scopes
+            .iter()
+            .map(|(len, _)| 1 + varint_len(*len as u64) + len)
+            .sum::<usize>();
+    put_len_field(out, 1, body);
+    for h in &resource.header {
+        out.put_slice(h);
+    }
+    for (len, scope) in scopes {
+        put_len_field(out, 2, len);
+        for h in &scope.header {
+            out.put_slice(h);
+        }
+        for (raw, o) in &scope.spans {
+            if *o == owner {
+                out.put_slice(raw);
+            }
+        }
+    }
+}
+
+/// What the walk found.
+pub(super) enum Split {
+    /// Every span has this owner: send the batch as it is.
+    Single(usize),
+    /// One request's bytes per owner.
+    Parts(Vec<(usize, Bytes)>),
+}
+
+/// Splits the encoded `ExportTraceServiceRequest` segments by owner;
+/// `None` when the bytes hold something unexpected.
+pub(super) fn split_traces(
+    segments: &[Bytes],
+    key: &Key<'_>,
+    owner: &mut dyn FnMut(&[u8]) -> usize,
+) -> Option<Split> {
+    let mut resources = Vec::new();
+    for segment in segments {
+        let mut fields = Fields::new(segment);
+        for field in fields.by_ref() {
+            // Unknown request fields are dropped, as decoding would.
+            if field.number == 1 && field.wire_type == LEN {
+                resources.push(parse_resource(field.payload, key, owner)?);
+            }
+        }
+        if fields.failed {
+            return None;
+        }
+    }
+    let mut owners: Vec<usize> = resources
+        .iter()
+        .flat_map(|r| &r.scopes)
+        .flat_map(|s| &s.spans)
+        .map(|(_, o)| *o)
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.len() <= 1 {
+        return Some(Split::Single(owners.first().copied().unwrap_or(0)));
+    }
+    let total: usize = segments.iter().map(Bytes::len).sum();
+    let parts = owners
+        .into_iter()
+        .map(|owner| {
+            let mut out = BytesMut::with_capacity(total / 2);
+            for resource in &resources {
+                write_part(&mut out, resource, owner);
+            }
+            (owner, out.freeze())
+        })
+        .collect();
+    Some(Split::Parts(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{
+        AnyValue, InstrumentationScope, KeyValue, any_value,
+    };
+    use opentelemetry_proto::tonic::resource::v1::Resource as OtelResource;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+
+    fn request() -> ExportTraceServiceRequest {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: (0..3)
+                .map(|r| ResourceSpans {
+                    resource: Some(OtelResource {
+                        attributes: vec![kv("service.name", &format!("svc-{r}"))],
+                        ..Default::default()
+                    }),
+                    scope_spans: (0..2)
+                        .map(|s| ScopeSpans {
+                            scope: Some(InstrumentationScope {
+                                name: format!("scope-{s}"),
+                                ..Default::default()
+                            }),
+                            spans: (0..20u8)
+                                .map(|i| Span {
+                                    trace_id: vec![i % 7; 16],
+                                    span_id: vec![r, s, i, 1, 1, 1, 1, 1],
+                                    name: format!("span-{r}-{s}-{i}"),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            schema_url: "https://schema/1".into(),
+                        })
+                        .collect(),
+                    schema_url: "https://schema/0".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn parts_hold_each_span_once_under_its_resource_and_scope() {
+        let original = request();
+        let bytes = Bytes::from(original.encode_to_vec());
+        // Owner: the first trace-ID byte modulo 3.
+        let mut owner = |id: &[u8]| usize::from(id.first().copied().unwrap_or(0)) % 3;
+        let Some(Split::Parts(parts)) =
+            split_traces(&[bytes.clone(), bytes], &Key::TraceId, &mut owner)
+        else {
+            panic!("expected parts")
+        };
+        assert_eq!(parts.len(), 3);
+        let mut seen = 0;
+        for (o, part) in parts {
+            let decoded = ExportTraceServiceRequest::decode(part).unwrap();
+            for (r, rs) in decoded.resource_spans.iter().enumerate() {
+                assert_eq!(rs.schema_url, "https://schema/0");
+                let _ = r;
+                for ss in &rs.scope_spans {
+                    assert_eq!(ss.schema_url, "https://schema/1");
+                    for span in &ss.spans {
+                        seen += 1;
+                        assert_eq!(usize::from(span.trace_id[0]) % 3, o);
+                        // The span sits under its own resource and scope.
+                        let name = format!(
+                            "span-{}-{}-",
+                            &rs.resource.as_ref().unwrap().attributes[0]
+                                .value
+                                .as_ref()
+                                .and_then(|v| match &v.value {
+                                    Some(any_value::Value::StringValue(s)) => {
+                                        s.strip_prefix("svc-").map(str::to_string)
+                                    }
+                                    _ => None,
+                                })
+                                .unwrap(),
+                            ss.scope
+                                .as_ref()
+                                .unwrap()
+                                .name
+                                .strip_prefix("scope-")
+                                .unwrap()
+                        );
+                        assert!(span.name.starts_with(&name), "{} under {name}", span.name);
+                    }
+                }
+            }
+        }
+        assert_eq!(seen, 2 * 3 * 2 * 20);
+    }
+
+    #[test]
+    fn one_owner_keeps_the_batch_and_resource_keys_read_the_header() {
+        let bytes = Bytes::from(request().encode_to_vec());
+        let mut owner = |_: &[u8]| 2;
+        assert!(matches!(
+            split_traces(std::slice::from_ref(&bytes), &Key::TraceId, &mut owner),
+            Some(Split::Single(2))
+        ));
+        let service = |rs: &ResourceSpans| {
+            rs.resource
+                .as_ref()
+                .map(|r| format!("{:?}", r.attributes))
+                .unwrap_or_default()
+                .into_bytes()
+        };
+        let mut by_service = |key: &[u8]| key.len() % 2;
+        let split = split_traces(&[bytes], &Key::Resource(&service), &mut by_service);
+        assert!(split.is_some());
+    }
+
+    #[test]
+    fn unexpected_bytes_give_up() {
+        let mut owner = |_: &[u8]| 0;
+        // A group field at the top level.
+        let bytes = Bytes::from_static(&[0x0b, 0x0c]);
+        assert!(split_traces(&[bytes], &Key::TraceId, &mut owner).is_none());
+        // A truncated length.
+        let bytes = Bytes::from_static(&[0x0a, 0x05, 0x01]);
+        assert!(split_traces(&[bytes], &Key::TraceId, &mut owner).is_none());
+    }
+}

@@ -1,0 +1,237 @@
+//! One shard: a task that owns a [`Sampler`] for the traces whose IDs hash to
+//! it, fed through a bounded queue, deciding traces when they are due.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::deliver::Shared;
+use super::metrics::{ShardGauges, StatsExport};
+use super::split::{ResourceMerger, count_spans};
+use crate::{DecidedTrace, Sampler, Timestamp};
+
+/// Most spans handed to the next stage in one request.
+const MAX_REQUEST_SPANS: usize = 8192;
+
+/// A part of a request for one shard.
+#[derive(Debug)]
+pub(crate) struct Input {
+    pub(crate) resource_spans: Vec<ResourceSpans>,
+    pub(crate) spans: usize,
+    pub(crate) bytes: usize,
+}
+
+/// The engine's time on tokio's clock (so tests can pause it).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    origin: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            origin: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> Timestamp {
+        self.at(Instant::now())
+    }
+
+    fn at(&self, instant: Instant) -> Timestamp {
+        let since = instant.saturating_duration_since(self.origin);
+        Timestamp::from_nanos(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    }
+
+    fn instant(&self, at: Timestamp) -> Instant {
+        self.origin + Duration::from_nanos(at.as_nanos())
+    }
+}
+
+/// Spans and encoded bytes waiting in a shard's queue, against its bound.
+#[derive(Debug)]
+pub(crate) struct QueueBudget {
+    max_bytes: usize,
+    used: Mutex<(usize, usize)>,
+}
+
+impl QueueBudget {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        QueueBudget {
+            max_bytes,
+            used: Mutex::new((0, 0)),
+        }
+    }
+
+    /// Reserves room; an empty queue takes any one part, so that a part
+    /// larger than the bound is not refused forever.
+    pub(crate) fn try_reserve(&self, spans: usize, bytes: usize) -> bool {
+        let mut used = self.used.lock();
+        let fits = used.0 == 0 || used.1.saturating_add(bytes) <= self.max_bytes;
+        if fits {
+            used.0 += spans;
+            used.1 += bytes;
+        }
+        fits
+    }
+
+    pub(crate) fn release(&self, spans: usize, bytes: usize) {
+        let mut used = self.used.lock();
+        used.0 = used.0.saturating_sub(spans);
+        used.1 = used.1.saturating_sub(bytes);
+    }
+
+    /// Spans and bytes queued.
+    pub(crate) fn used(&self) -> (usize, usize) {
+        *self.used.lock()
+    }
+
+    /// Forgets everything queued; the spans it held.
+    pub(crate) fn clear(&self) -> usize {
+        std::mem::take(&mut *self.used.lock()).0
+    }
+}
+
+/// What woke the shard up.
+enum Event {
+    Due,
+    Input(Option<Input>),
+}
+
+/// A shard's task state.
+#[derive(Debug)]
+pub(crate) struct Shard {
+    sampler: Sampler,
+    input: mpsc::Receiver<Input>,
+    queue: Arc<QueueBudget>,
+    gauges: Arc<ShardGauges>,
+    shared: Arc<Shared>,
+    clock: Clock,
+    export: StatsExport,
+    merger: ResourceMerger,
+}
+
+impl Shard {
+    pub(crate) fn new(
+        sampler: Sampler,
+        input: mpsc::Receiver<Input>,
+        queue: Arc<QueueBudget>,
+        gauges: Arc<ShardGauges>,
+        shared: Arc<Shared>,
+        clock: Clock,
+    ) -> Self {
+        let export = StatsExport::new(sampler.stats().policies.len());
+        Shard {
+            sampler,
+            input,
+            queue,
+            gauges,
+            shared,
+            clock,
+            export,
+            merger: ResourceMerger::default(),
+        }
+    }
+
+    /// Runs until the processor closes the queue, then decides (or, with
+    /// `drop_pending_traces_on_shutdown`, drops) what is still buffered and
+    /// delivers it.
+    ///
+    /// The loop waits for the earlier of the next input and the moment the
+    /// first buffered trace is due, and checks the timer first, so that a
+    /// queue that never empties cannot hold decisions back: at most one
+    /// input is taken in between two checks.
+    pub(crate) async fn run(mut self) {
+        let sleep = tokio::time::sleep_until(Instant::now());
+        tokio::pin!(sleep);
+        let mut armed: Option<Timestamp> = None;
+        loop {
+            let next = self.sampler.next_deadline();
+            if next != armed {
+                if let Some(at) = next {
+                    sleep.as_mut().reset(self.clock.instant(at));
+                }
+                armed = next;
+            }
+            let event = tokio::select! {
+                biased;
+                () = &mut sleep, if armed.is_some() => Event::Due,
+                input = self.input.recv() => Event::Input(input),
+            };
+            match event {
+                Event::Due => {
+                    armed = None;
+                    let decided = self.sampler.tick(self.clock.now());
+                    self.deliver(Vec::new(), decided).await;
+                }
+                Event::Input(Some(input)) => {
+                    self.queue.release(input.spans, input.bytes);
+                    let outcome = self.sampler.ingest(input.resource_spans, self.clock.now());
+                    self.deliver(outcome.forward, outcome.decided).await;
+                }
+                Event::Input(None) => break,
+            }
+            self.export
+                .export(self.sampler.stats(), &self.shared.metrics);
+        }
+        let decided = self.sampler.flush_all(self.clock.now());
+        self.deliver(Vec::new(), decided).await;
+        self.export
+            .export(self.sampler.stats(), &self.shared.metrics);
+        self.gauges.clear();
+    }
+
+    /// Sends late spans to forward and the sampled traces among `decided`,
+    /// several traces per request, whole traces per request as far as
+    /// [`MAX_REQUEST_SPANS`] allows.
+    async fn deliver(&mut self, forward: Vec<ResourceSpans>, decided: Vec<DecidedTrace>) {
+        let mut pending: usize = forward.iter().map(count_spans).sum::<usize>()
+            + decided
+                .iter()
+                .filter(|d| d.sampled)
+                .map(|d| usize::try_from(d.span_count).unwrap_or(usize::MAX))
+                .fold(0, usize::saturating_add);
+        self.publish(pending);
+        self.merger.add(forward);
+        for trace in decided {
+            if !trace.sampled {
+                continue;
+            }
+            let spans: usize = trace.resource_spans.iter().map(count_spans).sum();
+            if self.merger.spans() > 0 && self.merger.spans() + spans > MAX_REQUEST_SPANS {
+                pending = pending.saturating_sub(self.send_merged().await);
+                self.publish(pending);
+            }
+            self.merger.add(trace.resource_spans);
+        }
+        self.send_merged().await;
+        self.publish(0);
+    }
+
+    async fn send_merged(&mut self) -> usize {
+        let (resource_spans, spans) = self.merger.take();
+        self.shared.deliver(resource_spans, spans).await;
+        spans
+    }
+
+    /// Updates the gauges; `delivering` spans were decided as sampled and
+    /// are not delivered yet.
+    fn publish(&self, delivering: usize) {
+        let g = &self.gauges;
+        g.traces
+            .store(self.sampler.pending_traces() as u64, Ordering::Relaxed);
+        g.bytes
+            .store(self.sampler.buffered_bytes(), Ordering::Relaxed);
+        g.held_spans.store(
+            self.sampler
+                .buffered_spans()
+                .saturating_add(delivering as u64),
+            Ordering::Relaxed,
+        );
+    }
+}

@@ -1,0 +1,228 @@
+//! The contenders: what each one is, and the command that starts it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::ValueEnum;
+
+use super::Layout;
+use super::probe::free_address;
+use super::rotel::Rotel;
+
+/// Batch settings given to every collector: Rotel's defaults, and the
+/// `batch` processor's (otelcol's). Rotel's size is a maximum; ours is the
+/// trigger (`send_batch_size`) with no `send_batch_max_size`, so our batches
+/// end at the first request that reaches it (8200 spans here) and keep the
+/// received bytes instead of splitting a request.
+const BATCH_SIZE: usize = 8192;
+const BATCH_TIMEOUT: &str = "200ms";
+
+/// One thing measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ContenderId {
+    /// TCP byte relay (no parsing).
+    Floor,
+    /// Rotel, gzip export.
+    Rotel,
+    /// Our agent-collector, gzip export.
+    AgentGzip,
+    /// Our agent-collector, uncompressed export.
+    AgentNone,
+    /// Our gateway-collector with tail_sampling (its own section, after the table).
+    Gateway,
+}
+
+impl ContenderId {
+    pub(crate) const ALL: [ContenderId; 5] = [
+        ContenderId::Floor,
+        ContenderId::Rotel,
+        ContenderId::AgentGzip,
+        ContenderId::AgentNone,
+        ContenderId::Gateway,
+    ];
+
+    /// The name on the command line and in results.json.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ContenderId::Floor => "floor",
+            ContenderId::Rotel => "rotel",
+            ContenderId::AgentGzip => "agent-gzip",
+            ContenderId::AgentNone => "agent-none",
+            ContenderId::Gateway => "gateway",
+        }
+    }
+
+    /// The name in the table.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            ContenderId::Floor => "floor (byte relay)",
+            ContenderId::Rotel => "rotel (gzip)",
+            ContenderId::AgentGzip => "agent (gzip)",
+            ContenderId::AgentNone => "agent (none)",
+            ContenderId::Gateway => "gateway (tail_sampling)",
+        }
+    }
+
+    pub(crate) fn is_rotel(self) -> bool {
+        self == ContenderId::Rotel
+    }
+
+    /// Measured in the gateway section (see `gateway.rs`), not in the table.
+    pub(crate) fn is_gateway(self) -> bool {
+        self == ContenderId::Gateway
+    }
+}
+
+/// What runs, in a sentence.
+pub(crate) fn describe(id: ContenderId) -> String {
+    match id {
+        ContenderId::Floor => "otel-sink --relay: TCP bytes copied both ways, no parsing".into(),
+        ContenderId::Rotel => format!(
+            "rotel-agent: OTLP/gRPC -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> OTLP/gRPC, compression gzip"
+        ),
+        ContenderId::AgentGzip | ContenderId::AgentNone => {
+            let compression = if id == ContenderId::AgentGzip {
+                "gzip"
+            } else {
+                "none"
+            };
+            format!(
+                "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {compression}"
+            )
+        }
+        ContenderId::Gateway => super::gateway::describe(),
+    }
+}
+
+fn rotel_command(
+    rotel: &Rotel,
+    listen: SocketAddr,
+    sink: SocketAddr,
+    out_dir: &Path,
+) -> Result<Command> {
+    let http = free_address()?;
+    let mut command = rotel.command();
+    command
+        .arg("start")
+        .arg("--otlp-grpc-endpoint")
+        .arg(listen.to_string())
+        .arg("--otlp-http-endpoint")
+        .arg(http.to_string())
+        .args(["--exporter", "otlp", "--otlp-exporter-protocol", "grpc"])
+        .arg("--otlp-exporter-endpoint")
+        .arg(format!("http://{sink}"))
+        .args(["--otlp-exporter-compression", "gzip"])
+        .arg("--batch-max-size")
+        .arg(BATCH_SIZE.to_string())
+        .arg("--batch-timeout")
+        .arg(BATCH_TIMEOUT)
+        .arg("--pid-file")
+        .arg(out_dir.join("rotel-agent.pid"))
+        .arg("--log-file")
+        .arg(out_dir.join("rotel-agent.log"));
+    Ok(command)
+}
+
+/// The agent's config: one traces pipeline, loopback only, self-metrics on a free port.
+fn agent_config(
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    sink: SocketAddr,
+    compression: &str,
+) -> String {
+    format!(
+        "# Written by `cargo xtask bench`.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {listen}
+processors:
+  batch:
+    send_batch_size: {BATCH_SIZE}
+    timeout: {BATCH_TIMEOUT}
+exporters:
+  otlp:
+    endpoint: {sink}
+    compression: {compression}
+    tls:
+      insecure: true
+service:
+  telemetry:
+    metrics:
+      address: {metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [otlp]
+"
+    )
+}
+
+/// The command that starts contender `id` listening for OTLP/gRPC on
+/// `listen` and sending to the sink's `sink`, with its files under `layout`.
+pub(crate) fn command(
+    id: ContenderId,
+    listen: SocketAddr,
+    sink: SocketAddr,
+    layout: &Layout,
+    rotel: Option<&Rotel>,
+) -> Result<Command> {
+    Ok(match id {
+        ContenderId::Floor => {
+            let mut command = Command::new(&layout.sink);
+            command
+                .arg("--relay")
+                .arg(listen.to_string())
+                .arg(sink.to_string())
+                .arg("--exit-with-parent");
+            command
+        }
+        ContenderId::Rotel => {
+            let rotel = rotel.context("rotel is unavailable")?;
+            rotel_command(rotel, listen, sink, &layout.out_dir)?
+        }
+        ContenderId::AgentGzip | ContenderId::AgentNone => {
+            let compression = if id == ContenderId::AgentGzip {
+                "gzip"
+            } else {
+                "none"
+            };
+            let config = layout.out_dir.join(format!("{}.yaml", id.name()));
+            std::fs::write(
+                &config,
+                agent_config(listen, free_address()?, sink, compression),
+            )
+            .with_context(|| format!("writing {}", config.display()))?;
+            let mut command = Command::new(&layout.agent);
+            command.arg("--config").arg(&config);
+            command
+        }
+        ContenderId::Gateway => {
+            bail!("the gateway is measured in its own section (bench/gateway.rs)")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_config_is_loopback_only() {
+        let config = agent_config(
+            "127.0.0.1:1000".parse().expect("address"),
+            "127.0.0.1:1001".parse().expect("address"),
+            "127.0.0.1:1002".parse().expect("address"),
+            "none",
+        );
+        assert!(config.contains("endpoint: 127.0.0.1:1000"));
+        assert!(config.contains("address: 127.0.0.1:1001"));
+        assert!(config.contains("endpoint: 127.0.0.1:1002"));
+        assert!(config.contains("compression: none"));
+        assert!(!config.contains("0.0.0.0"));
+    }
+}
