@@ -3,7 +3,7 @@
 //! larger than the burst capacity never passes.
 
 use super::rate_limiting::TokenBucket;
-use super::{Evaluate, TraceView, issue};
+use super::{Evaluate, TraceView};
 use crate::config::{BytesLimitingConfig, ConfigIssue};
 use crate::decision::Decision;
 
@@ -15,25 +15,13 @@ pub(crate) struct BytesLimiting {
 
 impl BytesLimiting {
     pub(crate) fn build(cfg: &BytesLimitingConfig, path: &str) -> Result<Self, Vec<ConfigIssue>> {
-        let mut issues = Vec::new();
-        if cfg.bytes_per_second < 0 {
-            issues.push(issue(
-                format!("{path}.bytes_per_second"),
-                "must not be negative",
-            ));
-        }
-        if cfg.burst_capacity < 0 {
-            issues.push(issue(
-                format!("{path}.burst_capacity"),
-                "must not be negative (0 means twice bytes_per_second)",
-            ));
-        }
-        if !issues.is_empty() {
-            return Err(issues);
-        }
-        Ok(BytesLimiting {
-            bucket: TokenBucket::new(cfg.bytes_per_second, cfg.burst_capacity),
-        })
+        let bucket = TokenBucket::checked(
+            cfg.bytes_per_second,
+            cfg.burst_capacity,
+            path,
+            "bytes_per_second",
+        )?;
+        Ok(BytesLimiting { bucket })
     }
 }
 

@@ -17,6 +17,32 @@ pub(crate) struct TokenBucket {
 }
 
 impl TokenBucket {
+    /// A bucket from a policy's `<rate_key>` and `burst_capacity` settings,
+    /// refusing negative values with their YAML paths (shared by
+    /// `rate_limiting` and `bytes_limiting`).
+    pub(crate) fn checked(
+        per_second: i64,
+        burst: i64,
+        path: &str,
+        rate_key: &str,
+    ) -> Result<Self, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        if per_second < 0 {
+            issues.push(issue(format!("{path}.{rate_key}"), "must not be negative"));
+        }
+        if burst < 0 {
+            issues.push(issue(
+                format!("{path}.burst_capacity"),
+                format!("must not be negative (0 means twice {rate_key})"),
+            ));
+        }
+        if issues.is_empty() {
+            Ok(Self::new(per_second, burst))
+        } else {
+            Err(issues)
+        }
+    }
+
     /// A bucket refilled at `per_second`, holding at most `burst` tokens
     /// (`burst <= 0` means twice `per_second`).
     #[allow(clippy::cast_precision_loss)]
@@ -67,25 +93,13 @@ pub(crate) struct RateLimiting {
 
 impl RateLimiting {
     pub(crate) fn build(cfg: &RateLimitingConfig, path: &str) -> Result<Self, Vec<ConfigIssue>> {
-        let mut issues = Vec::new();
-        if cfg.spans_per_second < 0 {
-            issues.push(issue(
-                format!("{path}.spans_per_second"),
-                "must not be negative",
-            ));
-        }
-        if cfg.burst_capacity < 0 {
-            issues.push(issue(
-                format!("{path}.burst_capacity"),
-                "must not be negative (0 means twice spans_per_second)",
-            ));
-        }
-        if !issues.is_empty() {
-            return Err(issues);
-        }
-        Ok(RateLimiting {
-            bucket: TokenBucket::new(cfg.spans_per_second, cfg.burst_capacity),
-        })
+        let bucket = TokenBucket::checked(
+            cfg.spans_per_second,
+            cfg.burst_capacity,
+            path,
+            "spans_per_second",
+        )?;
+        Ok(RateLimiting { bucket })
     }
 }
 
