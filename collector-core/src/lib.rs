@@ -9,6 +9,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod cli;
 pub mod component;
 pub mod compression;
 pub mod config;

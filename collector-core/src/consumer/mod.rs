@@ -3,12 +3,16 @@
 //! Every processor and exporter is a [`Consumer`]; receivers hold one per
 //! signal. `consume` returning `Ok` means the next stage *accepted* the data
 //! (took responsibility for it); only then may a receiver acknowledge.
+//! Components that accept data into their own buffers send it on from
+//! their own tasks through a [`NextStage`], which retries refusals.
 
 mod error;
 mod fanout;
+mod next_stage;
 
 pub use error::{ConsumeError, ErrorKind};
 pub use fanout::Fanout;
+pub use next_stage::{NextStage, RETRY_INITIAL, RETRY_MAX, Undelivered};
 
 use crate::pdata::Telemetry;
 use async_trait::async_trait;

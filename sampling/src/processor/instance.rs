@@ -1,5 +1,5 @@
 //! The `tail_sampling` processor instance: admission into the shards'
-//! bounded queues, starting the shard tasks, and shutdown.
+//! bounded queues, starting the shard and delivery tasks, and shutdown.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,50 +15,63 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
 use super::config::TailSamplingConfig;
-use super::deliver::Shared;
 use super::metrics::{Metrics, ShardGauges};
-use super::shard::{Clock, Input, QueueBudget, Shard};
+use super::output::{self, Output, OutputBudget};
+use super::shard::{Clock, Input, MAX_REQUEST_SPANS, QueueBudget, Shard};
+use super::shared::Shared;
 use super::split::split_by_trace;
 use crate::Sampler;
 
-/// Bounds of the queues in front of the shards.
+/// Bounds of the queues in front of the shards and behind them.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct QueueLimits {
-    /// Parts of requests each shard's queue holds.
+    /// Parts of requests each shard's input queue holds.
     pub(crate) requests_per_shard: usize,
-    /// Encoded bytes all queues hold together (divided among the shards).
+    /// Encoded bytes all input queues hold together (divided among the shards).
     pub(crate) bytes: usize,
+    /// Encoded bytes of sampled spans all output queues hold together
+    /// before new spans are refused.
+    pub(crate) output_bytes: usize,
 }
 
 impl Default for QueueLimits {
+    /// 256 requests per shard and 64 MiB in front of the shards; 64 MiB of
+    /// sampled spans behind them, about 2 s of what the gateway keeps at
+    /// 250,000 spans/s received, so that a next stage that refuses for a
+    /// second (the `batch` processor's retry hint) does not stop ingestion.
     fn default() -> Self {
         QueueLimits {
             requests_per_shard: 256,
             bytes: 64 << 20,
+            output_bytes: 64 << 20,
         }
     }
 }
 
-/// Retry hint given to senders when a shard's queue is full.
+/// Retry hint given to senders when a queue is full.
 const FULL_RETRY_AFTER: Duration = Duration::from_millis(500);
 
 /// Tail-samples the spans of one traces pipeline.
 ///
 /// `consume` splits each request by trace ID and puts one part in each
-/// concerned shard's bounded queue, all or nothing: when a queue is full it
+/// concerned shard's bounded queue, all or nothing: when a queue is full, or
+/// the output queues hold their bound of sampled spans not delivered yet, it
 /// refuses the whole request with `RESOURCE_EXHAUSTED`, so a retry never
 /// duplicates spans. Each shard is a task owning a [`Sampler`]; it decides
-/// traces when they are due and hands the sampled ones on, retrying while
-/// the next stage refuses them for now.
+/// traces when they are due and queues the sampled ones for its delivery
+/// task, which hands them on, retrying while the next stage refuses them
+/// for now. A shard never waits for the next stage.
 #[derive(Debug)]
 pub struct TailSamplingProcessor {
     shared: Arc<Shared>,
     /// The shards' queues; `None` once shutdown started.
     inputs: RwLock<Option<Vec<mpsc::Sender<Input>>>>,
     budgets: Vec<Arc<QueueBudget>>,
+    output: Arc<OutputBudget>,
     gauges: Vec<Arc<ShardGauges>>,
-    /// Shards built and not started yet.
-    idle: Mutex<Vec<Shard>>,
+    /// Shards, with their output queues, built and not started yet.
+    idle: Mutex<Vec<(Shard, Arc<Output>)>>,
+    /// Shard and delivery tasks.
     workers: Mutex<Vec<JoinHandle<()>>>,
     refuse_log: RateLimitedLog,
 }
@@ -107,20 +120,24 @@ impl TailSamplingProcessor {
         let shared = Arc::new(Shared::new(id, next, metrics));
         let clock = Clock::new();
         let per_shard_bytes = (limits.bytes / shards).max(1);
+        let output_budget = Arc::new(OutputBudget::new(limits.output_bytes.max(1)));
         let mut inputs = Vec::with_capacity(shards);
         let mut budgets = Vec::with_capacity(shards);
         let mut idle = Vec::with_capacity(shards);
         for (sampler, gauges) in samplers.into_iter().zip(&gauges) {
             let (tx, rx) = mpsc::channel(limits.requests_per_shard.max(1));
             let budget = Arc::new(QueueBudget::new(per_shard_bytes));
-            idle.push(Shard::new(
+            let output = Arc::new(Output::new(output_budget.clone()));
+            let shard = Shard::new(
                 sampler,
                 rx,
                 budget.clone(),
+                output.clone(),
                 gauges.clone(),
                 shared.clone(),
                 clock,
-            ));
+            );
+            idle.push((shard, output));
             inputs.push(tx);
             budgets.push(budget);
         }
@@ -128,6 +145,7 @@ impl TailSamplingProcessor {
             shared,
             inputs: RwLock::new(Some(inputs)),
             budgets,
+            output: output_budget,
             gauges,
             idle: Mutex::new(idle),
             workers: Mutex::new(Vec::new()),
@@ -148,13 +166,21 @@ impl TailSamplingProcessor {
     /// Spans the shards hold: buffered until their trace is decided, or
     /// decided as sampled and not delivered yet.
     pub fn held_spans(&self) -> u64 {
-        self.gauges
+        let buffered: u64 = self
+            .gauges
             .iter()
             .map(|g| g.held_spans.load(Ordering::Relaxed))
-            .sum()
+            .sum();
+        buffered.saturating_add(self.output.used().0 as u64)
     }
 
-    /// Spawns the shards not running yet.
+    /// Spans decided as sampled and not delivered yet (queued for delivery
+    /// or being delivered).
+    pub fn undelivered_spans(&self) -> usize {
+        self.output.used().0
+    }
+
+    /// Spawns the shards, and their delivery tasks, not running yet.
     fn start_idle(&self) -> Result<(), ComponentError> {
         let idle = std::mem::take(&mut *self.idle.lock());
         if idle.is_empty() {
@@ -164,8 +190,13 @@ impl TailSamplingProcessor {
             ComponentError::new("tail_sampling processor started outside a tokio runtime")
         })?;
         let mut workers = self.workers.lock();
-        for shard in idle {
+        for (shard, output) in idle {
             workers.push(runtime.spawn(shard.run()));
+            workers.push(runtime.spawn(output::deliver(
+                output,
+                self.shared.clone(),
+                MAX_REQUEST_SPANS,
+            )));
         }
         Ok(())
     }
@@ -183,14 +214,16 @@ impl TailSamplingProcessor {
         error
     }
 
-    /// Counts what stopped shards still held or had queued as dropped.
+    /// Counts what stopped shards and delivery tasks still held or had
+    /// queued as dropped.
     fn count_leftovers(&self, why: &str) {
         let held: u64 = self
             .gauges
             .iter()
             .map(|g| g.held_spans.swap(0, Ordering::Relaxed))
             .sum();
-        let queued: usize = self.budgets.iter().map(|b| b.clear()).sum();
+        let queued: usize =
+            self.budgets.iter().map(|b| b.clear()).sum::<usize>() + self.output.clear();
         for g in &self.gauges {
             g.clear();
         }
@@ -233,6 +266,18 @@ impl Consumer for TailSamplingProcessor {
         }
         if self.inputs.read().is_none() {
             return Err(self.refuse(total_spans, shutting_down()));
+        }
+        if self.output.is_full() {
+            let (spans, bytes) = self.output.used();
+            return Err(self.refuse(
+                total_spans,
+                ConsumeError::resource_exhausted(
+                    format!(
+                        "tail_sampling output queue is full ({spans} sampled spans, {bytes} bytes not delivered yet): the next stage is not keeping up"
+                    ),
+                    Some(FULL_RETRY_AFTER),
+                ),
+            ));
         }
         let total_bytes = batch.encoded_len();
         let split = split_by_trace(batch.into_request().resource_spans, self.shards());
@@ -298,14 +343,15 @@ impl Lifecycle for TailSamplingProcessor {
 
     /// Stops accepting, lets every shard take what is queued, decide every
     /// buffered trace (or drop them, with `drop_pending_traces_on_shutdown`)
-    /// and deliver the sampled ones, and returns once they are done or at
-    /// `deadline`; what is still held then is counted as dropped.
+    /// and the delivery tasks deliver the sampled ones, and returns once
+    /// they are done or at `deadline`; what is still held then is counted
+    /// as dropped.
     async fn shutdown(&self, deadline: std::time::Instant) -> Result<(), ComponentError> {
         let Some(inputs) = self.inputs.write().take() else {
             return Ok(());
         };
         let deadline = tokio::time::Instant::from_std(deadline);
-        self.shared.shutdown.send_replace(Some(deadline));
+        self.shared.next.shut_down_by(deadline);
         // Each shard drains its queue, then sees its end.
         drop(inputs);
         let dropped_before = self.shared.dropped_total.load(Ordering::Relaxed);
@@ -344,7 +390,7 @@ impl Lifecycle for TailSamplingProcessor {
 }
 
 impl Drop for TailSamplingProcessor {
-    /// Dropped without a shutdown: stop the shards and count what they held.
+    /// Dropped without a shutdown: stop the tasks and count what they held.
     fn drop(&mut self) {
         let workers = std::mem::take(&mut *self.workers.lock());
         if workers.is_empty() {

@@ -66,8 +66,8 @@ pub(crate) struct ShardGauges {
     pub(crate) traces: AtomicU64,
     /// Bytes of buffered spans, as `max_memory_mib` counts them.
     pub(crate) bytes: AtomicU64,
-    /// Spans the shard is responsible for: buffered, or decided as sampled
-    /// and not yet delivered. What is lost if the shard is stopped.
+    /// Spans the shard buffers (sampled spans waiting for delivery are in
+    /// the output queues' budget). What is lost if the shard is stopped.
     pub(crate) held_spans: AtomicU64,
 }
 

@@ -29,10 +29,11 @@
 //! and logged.
 
 mod config;
-mod deliver;
 mod instance;
 mod metrics;
+mod output;
 mod shard;
+mod shared;
 mod split;
 #[cfg(test)]
 mod tests;

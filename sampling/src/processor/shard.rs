@@ -1,22 +1,28 @@
 //! One shard: a task that owns a [`Sampler`] for the traces whose IDs hash to
-//! it, fed through a bounded queue, deciding traces when they are due.
+//! it, fed through a bounded queue, deciding traces when they are due and
+//! putting the sampled ones into its output queue, never waiting for the
+//! next stage.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use parking_lot::Mutex;
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::deliver::Shared;
 use super::metrics::{ShardGauges, StatsExport};
+use super::output::Output;
+use super::shared::Shared;
 use super::split::{ResourceMerger, count_spans};
 use crate::{DecidedTrace, Sampler, Timestamp};
 
 /// Most spans handed to the next stage in one request.
-const MAX_REQUEST_SPANS: usize = 8192;
+pub(crate) const MAX_REQUEST_SPANS: usize = 8192;
 
 /// A part of a request for one shard.
 #[derive(Debug)]
@@ -109,6 +115,7 @@ pub(crate) struct Shard {
     sampler: Sampler,
     input: mpsc::Receiver<Input>,
     queue: Arc<QueueBudget>,
+    output: Arc<Output>,
     gauges: Arc<ShardGauges>,
     shared: Arc<Shared>,
     clock: Clock,
@@ -121,6 +128,7 @@ impl Shard {
         sampler: Sampler,
         input: mpsc::Receiver<Input>,
         queue: Arc<QueueBudget>,
+        output: Arc<Output>,
         gauges: Arc<ShardGauges>,
         shared: Arc<Shared>,
         clock: Clock,
@@ -130,6 +138,7 @@ impl Shard {
             sampler,
             input,
             queue,
+            output,
             gauges,
             shared,
             clock,
@@ -139,13 +148,15 @@ impl Shard {
     }
 
     /// Runs until the processor closes the queue, then decides (or, with
-    /// `drop_pending_traces_on_shutdown`, drops) what is still buffered and
-    /// delivers it.
+    /// `drop_pending_traces_on_shutdown`, drops) what is still buffered,
+    /// queues the sampled spans and closes its output queue.
     ///
     /// The loop waits for the earlier of the next input and the moment the
     /// first buffered trace is due, and checks the timer first, so that a
     /// queue that never empties cannot hold decisions back: at most one
-    /// input is taken in between two checks.
+    /// input is taken in between two checks. Nothing in it waits for the
+    /// next stage: sampled spans go to the output queue, which the shard's
+    /// delivery task drains.
     pub(crate) async fn run(mut self) {
         let sleep = tokio::time::sleep_until(Instant::now());
         tokio::pin!(sleep);
@@ -167,12 +178,12 @@ impl Shard {
                 Event::Due => {
                     armed = None;
                     let decided = self.sampler.tick(self.clock.now());
-                    self.deliver(Vec::new(), decided).await;
+                    self.emit(Vec::new(), decided);
                 }
                 Event::Input(Some(input)) => {
                     self.queue.release(input.spans, input.bytes);
                     let outcome = self.sampler.ingest(input.resource_spans, self.clock.now());
-                    self.deliver(outcome.forward, outcome.decided).await;
+                    self.emit(outcome.forward, outcome.decided);
                 }
                 Event::Input(None) => break,
             }
@@ -180,23 +191,17 @@ impl Shard {
                 .export(self.sampler.stats(), &self.shared.metrics);
         }
         let decided = self.sampler.flush_all(self.clock.now());
-        self.deliver(Vec::new(), decided).await;
+        self.emit(Vec::new(), decided);
         self.export
             .export(self.sampler.stats(), &self.shared.metrics);
         self.gauges.clear();
+        self.output.close();
     }
 
-    /// Sends late spans to forward and the sampled traces among `decided`,
-    /// several traces per request, whole traces per request as far as
-    /// [`MAX_REQUEST_SPANS`] allows.
-    async fn deliver(&mut self, forward: Vec<ResourceSpans>, decided: Vec<DecidedTrace>) {
-        let mut pending: usize = forward.iter().map(count_spans).sum::<usize>()
-            + decided
-                .iter()
-                .filter(|d| d.sampled)
-                .map(|d| usize::try_from(d.span_count).unwrap_or(usize::MAX))
-                .fold(0, usize::saturating_add);
-        self.publish(pending);
+    /// Queues late spans to forward and the sampled traces among `decided`
+    /// for delivery, several traces per request, whole traces per request as
+    /// far as [`MAX_REQUEST_SPANS`] allows.
+    fn emit(&mut self, forward: Vec<ResourceSpans>, decided: Vec<DecidedTrace>) {
         self.merger.add(forward);
         for trace in decided {
             if !trace.sampled {
@@ -204,34 +209,32 @@ impl Shard {
             }
             let spans: usize = trace.resource_spans.iter().map(count_spans).sum();
             if self.merger.spans() > 0 && self.merger.spans() + spans > MAX_REQUEST_SPANS {
-                pending = pending.saturating_sub(self.send_merged().await);
-                self.publish(pending);
+                self.queue_merged();
             }
             self.merger.add(trace.resource_spans);
         }
-        self.send_merged().await;
-        self.publish(0);
+        self.queue_merged();
+        self.publish();
     }
 
-    async fn send_merged(&mut self) -> usize {
+    /// Encodes what the merger holds into one request for the output queue.
+    fn queue_merged(&mut self) {
         let (resource_spans, spans) = self.merger.take();
-        self.shared.deliver(resource_spans, spans).await;
-        spans
+        if spans == 0 {
+            return;
+        }
+        let encoded = ExportTraceServiceRequest { resource_spans }.encode_to_vec();
+        self.output.push(Bytes::from(encoded), spans);
     }
 
-    /// Updates the gauges; `delivering` spans were decided as sampled and
-    /// are not delivered yet.
-    fn publish(&self, delivering: usize) {
+    /// Updates the gauges.
+    fn publish(&self) {
         let g = &self.gauges;
         g.traces
             .store(self.sampler.pending_traces() as u64, Ordering::Relaxed);
         g.bytes
             .store(self.sampler.buffered_bytes(), Ordering::Relaxed);
-        g.held_spans.store(
-            self.sampler
-                .buffered_spans()
-                .saturating_add(delivering as u64),
-            Ordering::Relaxed,
-        );
+        g.held_spans
+            .store(self.sampler.buffered_spans(), Ordering::Relaxed);
     }
 }

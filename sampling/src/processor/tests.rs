@@ -15,8 +15,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use parking_lot::Mutex;
 
 use super::instance::QueueLimits;
-use super::split::shard_of;
 use super::*;
+
+/// Backpressure, and delivery that never holds decisions back.
+mod delivery;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -340,98 +342,6 @@ async fn late_spans_follow_the_decision_at_once() {
     assert!(
         age.contains("otelcol_processor_tail_sampling_sampling_late_span_age_sum{processor=\"tail_sampling\"} 12"),
         "{age}"
-    );
-    f.shutdown_within(Duration::from_secs(1)).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn full_shard_queues_refuse_with_resource_exhausted_and_lose_nothing() {
-    let next = Recorder::new(false);
-    let yaml = "decision_wait: 1s\nnum_shards: 1\npolicies: [{name: all, type: always_sample}]";
-    let limits = QueueLimits {
-        requests_per_shard: 2,
-        ..QueueLimits::default()
-    };
-    let f = Fixture::start_with(yaml, next.clone(), limits).await;
-    f.consume(request("svc", vec![span(1, "a", StatusCode::Ok)]))
-        .await;
-    // Trace 1 is decided; the next stage refuses it, the shard retries.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    assert!(next.attempts.load(Ordering::SeqCst) >= 1);
-    f.consume(request("svc", vec![span(2, "b", StatusCode::Ok)]))
-        .await;
-    f.consume(request("svc", vec![span(3, "c", StatusCode::Ok)]))
-        .await;
-    let refused = f
-        .processor
-        .consume(request("svc", vec![span(4, "d", StatusCode::Ok)]))
-        .await
-        .expect_err("the queue holds 2 requests");
-    assert_eq!(refused.kind(), ErrorKind::ResourceExhausted);
-    assert!(refused.retry_after().is_some());
-    assert_eq!(f.processor.queued_spans(), 2);
-    assert_eq!(
-        f.host
-            .metrics
-            .value(
-                "otelcol_processor_refused_spans",
-                &[("processor", "tail_sampling")]
-            )
-            .unwrap_or(0.0),
-        1.0
-    );
-
-    next.open.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    settle().await;
-    assert_eq!(
-        next.spans(),
-        [(1, "a".to_string()), (2, "b".into()), (3, "c".into())]
-    );
-    assert_eq!(f.dropped(), 0.0);
-    f.shutdown_within(Duration::from_secs(1)).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_request_is_accepted_by_all_its_shards_or_by_none() {
-    // Traces on shard 0 and on shard 1.
-    let on = |shard: usize| (0u64..).filter(move |&t| shard_of(&trace_id(t), 2) == shard);
-    let a: Vec<u64> = on(0).take(3).collect();
-    let (a1, a2, a3) = (a[0], a[1], a[2]);
-    let b = on(1).next().unwrap();
-    let next = Recorder::new(false);
-    let yaml = "decision_wait: 1s\nnum_shards: 2\npolicies: [{name: all, type: always_sample}]";
-    let limits = QueueLimits {
-        requests_per_shard: 1,
-        ..QueueLimits::default()
-    };
-    let f = Fixture::start_with(yaml, next.clone(), limits).await;
-    f.consume(request("svc", vec![span(a1, "a1", StatusCode::Ok)]))
-        .await;
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
-    // Shard 0 is stuck delivering a1; its queue takes one more request.
-    f.consume(request("svc", vec![span(a2, "a2", StatusCode::Ok)]))
-        .await;
-    let refused = f
-        .processor
-        .consume(request(
-            "svc",
-            vec![span(b, "b", StatusCode::Ok), span(a3, "a3", StatusCode::Ok)],
-        ))
-        .await
-        .expect_err("shard 0 is full");
-    assert_eq!(refused.kind(), ErrorKind::ResourceExhausted);
-    // Shard 1 did not keep its part.
-    assert_eq!(f.processor.queued_spans(), 1);
-    settle().await;
-    assert_eq!(f.processor.held_spans(), 1, "only a1 is held");
-
-    next.open.store(true, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    settle().await;
-    assert_eq!(
-        next.spans(),
-        [(a1, "a1".to_string()), (a2, "a2".to_string())]
     );
     f.shutdown_within(Duration::from_secs(1)).await;
 }

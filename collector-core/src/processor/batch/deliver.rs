@@ -1,21 +1,16 @@
 //! What the workers share: settings, the buffer budget, self-metrics, and
-//! delivery to the next stage with retries on retryable refusals.
+//! delivery to the next stage (a [`NextStage`], which retries retryable
+//! refusals).
 
 use super::shard::{Chunk, Shard};
-use crate::consumer::{BoxConsumer, ConsumeError};
+use crate::consumer::{BoxConsumer, NextStage};
 use crate::observe::{Counter, Gauge, Histogram, MetricsRegistry, RateLimitedLog};
-use crate::pdata::{BatchError, ClientInfo, Logs, Metrics, Payload, Signal, Telemetry, Traces};
-use bytes::Bytes;
+use crate::pdata::{Payload, Signal, Telemetry};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
-
-/// First wait before retrying a batch the next stage refused for now.
-const RETRY_INITIAL: Duration = Duration::from_millis(10);
-/// Longest wait between retries.
-const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// Bounds of `otelcol_processor_batch_batch_send_size`, as otelcol declares them.
 const SEND_SIZE_BOUNDS: &[f64] = &[
@@ -93,6 +88,8 @@ pub(super) struct Budget {
     max_items: usize,
     max_bytes: usize,
     used: Mutex<(usize, usize)>,
+    /// Woken whenever something is released.
+    room: Notify,
 }
 
 impl Budget {
@@ -102,6 +99,28 @@ impl Budget {
             max_items,
             max_bytes,
             used: Mutex::new((0, 0)),
+            room: Notify::new(),
+        }
+    }
+
+    /// Reserves room for a batch, waiting up to `wait` for the workers to
+    /// release enough; false when there was none by then.
+    pub(super) async fn reserve(&self, items: usize, bytes: usize, wait: Duration) -> bool {
+        if self.try_reserve(items, bytes) {
+            return true;
+        }
+        let until = Instant::now() + wait;
+        loop {
+            let released = self.room.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release in between wakes it.
+            released.as_mut().enable();
+            if self.try_reserve(items, bytes) {
+                return true;
+            }
+            if tokio::time::timeout_at(until, released).await.is_err() {
+                return self.try_reserve(items, bytes);
+            }
         }
     }
 
@@ -121,9 +140,12 @@ impl Budget {
 
     /// Gives back what a batch reserved.
     pub(super) fn release(&self, items: usize, bytes: usize) {
-        let mut used = self.used.lock();
-        used.0 = used.0.saturating_sub(items);
-        used.1 = used.1.saturating_sub(bytes);
+        {
+            let mut used = self.used.lock();
+            used.0 = used.0.saturating_sub(items);
+            used.1 = used.1.saturating_sub(bytes);
+        }
+        self.room.notify_waiters();
     }
 
     /// Items and bytes held now.
@@ -133,7 +155,9 @@ impl Budget {
 
     /// Forgets everything held (after a shutdown gave up on it).
     pub(super) fn clear(&self) -> (usize, usize) {
-        std::mem::take(&mut *self.used.lock())
+        let held = std::mem::take(&mut *self.used.lock());
+        self.room.notify_waiters();
+        held
     }
 }
 
@@ -208,27 +232,15 @@ pub(super) struct Shared {
     pub(super) signal: Signal,
     /// Batching settings.
     pub(super) settings: Settings,
-    /// Where batches go.
-    pub(super) next: BoxConsumerDebug,
+    /// Where batches go; also holds the shutdown deadline.
+    pub(super) next: NextStage,
     /// Bound on what is held.
     pub(super) budget: Budget,
     /// Self-metrics.
     pub(super) metrics: BatchMetrics,
-    /// The shutdown deadline, once shutdown started.
-    pub(super) shutdown: watch::Sender<Option<Instant>>,
     /// Items this instance dropped, for the shutdown summary.
     pub(super) dropped_total: AtomicU64,
     drop_log: RateLimitedLog,
-    retry_log: RateLimitedLog,
-}
-
-/// The next consumer, with a `Debug` that says what it is.
-pub(super) struct BoxConsumerDebug(pub(super) BoxConsumer);
-
-impl std::fmt::Debug for BoxConsumerDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Consumer")
-    }
 }
 
 impl Shared {
@@ -242,16 +254,14 @@ impl Shared {
         metrics: BatchMetrics,
     ) -> Self {
         Self {
+            next: NextStage::new(id.clone(), next),
             id,
             signal,
             settings,
-            next: BoxConsumerDebug(next),
             budget,
             metrics,
-            shutdown: watch::Sender::new(None),
             dropped_total: AtomicU64::new(0),
             drop_log: RateLimitedLog::default(),
-            retry_log: RateLimitedLog::default(),
         }
     }
 
@@ -286,10 +296,14 @@ impl Shared {
         }
         self.metrics.send_size.record(chunk.items as f64);
         self.metrics.send_size_bytes.record(chunk.bytes as f64);
-        let outcome = self.send_with_retry(&shard.client, chunk.payload).await;
+        let telemetry = Telemetry {
+            payload: chunk.payload,
+            client: shard.client.clone(),
+        };
+        let outcome = self.next.deliver(telemetry).await;
         self.budget.release(chunk.items, chunk.bytes);
         if let Err(reason) = outcome {
-            self.dropped(chunk.items, &reason);
+            self.dropped(chunk.items, &reason.to_string());
         }
     }
 
@@ -306,117 +320,5 @@ impl Shared {
                 "batch processor dropped data: {reason}"
             );
         }
-    }
-
-    async fn send_with_retry(
-        &self,
-        client: &ClientInfo,
-        mut payload: Payload,
-    ) -> Result<(), String> {
-        let mut backoff = RETRY_INITIAL;
-        loop {
-            if self.deadline_passed() {
-                return Err("the shutdown deadline passed before the next stage took it".into());
-            }
-            let backup = Backup::of(&payload);
-            let telemetry = Telemetry {
-                payload,
-                client: client.clone(),
-            };
-            let error = match self.next.0.consume(telemetry).await {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            if !error.is_retryable() {
-                return Err(format!("the next stage refused it permanently: {error}"));
-            }
-            payload = backup
-                .restore()
-                .map_err(|e| format!("cannot restore the batch for a retry: {e}"))?;
-            if let Some(suppressed) = self.retry_log.check() {
-                tracing::warn!(
-                    processor = %self.id,
-                    signal = %self.signal,
-                    suppressed,
-                    "next stage refused a batch, retrying: {error}"
-                );
-            }
-            let wait = retry_wait(&error, backoff);
-            if !self.pause(wait).await {
-                return Err(format!(
-                    "the shutdown deadline passed while the next stage refused it: {error}"
-                ));
-            }
-            backoff = (backoff * 2).min(RETRY_MAX);
-        }
-    }
-
-    /// True once shutdown started and its deadline passed.
-    pub(super) fn deadline_passed(&self) -> bool {
-        matches!(*self.shutdown.borrow(), Some(at) if Instant::now() >= at)
-    }
-
-    /// Waits `wait`; false when the shutdown deadline comes first.
-    async fn pause(&self, wait: Duration) -> bool {
-        let until = Instant::now() + wait;
-        let mut deadline = self.shutdown.subscribe();
-        loop {
-            let current = *deadline.borrow_and_update();
-            if let Some(at) = current
-                && at <= until
-            {
-                tokio::time::sleep_until(at).await;
-                return false;
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(until) => return true,
-                changed = deadline.changed() => {
-                    if changed.is_err() {
-                        tokio::time::sleep_until(until).await;
-                        return true;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The wait before the next attempt: the next stage's hint when it gives one
-/// (never shorter than the backoff), capped at [`RETRY_MAX`].
-fn retry_wait(error: &ConsumeError, backoff: Duration) -> Duration {
-    error
-        .retry_after()
-        .map_or(backoff, |hint| hint.max(backoff))
-        .min(RETRY_MAX)
-}
-
-/// A copy of a batch kept for a retry: its protobuf bytes when it still has
-/// them (a reference count, no copy), else a clone.
-enum Backup {
-    Encoded(Signal, Bytes),
-    Copy(Payload),
-}
-
-impl Backup {
-    fn of(payload: &Payload) -> Self {
-        let encoded = match payload {
-            Payload::Traces(b) => b.has_original_encoding(),
-            Payload::Metrics(b) => b.has_original_encoding(),
-            Payload::Logs(b) => b.has_original_encoding(),
-        };
-        if encoded {
-            Backup::Encoded(payload.signal(), payload.to_protobuf())
-        } else {
-            Backup::Copy(payload.clone())
-        }
-    }
-
-    fn restore(self) -> Result<Payload, BatchError> {
-        Ok(match self {
-            Backup::Copy(payload) => payload,
-            Backup::Encoded(Signal::Traces, bytes) => Payload::Traces(Traces::decode(bytes)?),
-            Backup::Encoded(Signal::Metrics, bytes) => Payload::Metrics(Metrics::decode(bytes)?),
-            Backup::Encoded(Signal::Logs, bytes) => Payload::Logs(Logs::decode(bytes)?),
-        })
     }
 }

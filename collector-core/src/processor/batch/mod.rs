@@ -5,17 +5,21 @@
 //! - signals: traces, metrics, logs
 //! - stability: beta
 //!
-//! Data path: `consume` queues into a bounded buffer (refusing with
-//! `RESOURCE_EXHAUSTED` when full) -> a worker per metadata combination cuts
-//! batches on `send_batch_size` or `timeout`, split at `send_batch_max_size`
-//! -> next stage, retried while it refuses with a retryable error.
+//! Data path: `consume` queues into a bounded buffer (waiting up to 1 s for
+//! room when it is full, then refusing with `RESOURCE_EXHAUSTED`) -> a
+//! worker per metadata combination cuts batches on `send_batch_size` or
+//! `timeout`, split at `send_batch_max_size` -> next stage, retried while it
+//! refuses with a retryable error.
 //!
-//! Differences from otelcol: data is accepted into a bounded buffer rather
-//! than an unbounded channel; batches the next stage refuses with a retryable
-//! error are retried (capped exponential backoff) until accepted or until the
-//! shutdown deadline, instead of being dropped. Metadata combinations beyond
-//! `metadata_cardinality_limit` are refused with a non-retryable error, as in
-//! otelcol.
+//! Differences from otelcol: otelcol's `consume` blocks until the batcher
+//! takes the data, for as long as that takes; ours waits at most 1 s and
+//! then refuses, so backpressure reaches the sender bounded in time. The
+//! buffer holds 4 batches of `max(send_batch_size, send_batch_max_size,
+//! 8192)` items and at most 64 MiB. Batches the next stage refuses with a
+//! retryable error are retried (capped exponential backoff) until accepted
+//! or until the shutdown deadline, instead of being dropped. Metadata
+//! combinations beyond `metadata_cardinality_limit` are refused with a
+//! non-retryable error, as in otelcol.
 
 mod config;
 mod deliver;

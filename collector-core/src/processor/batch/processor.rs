@@ -17,28 +17,64 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// The buffer holds up to this many batches of
-/// `max(send_batch_size, send_batch_max_size)` items.
+/// `max(send_batch_size, send_batch_max_size, `[`MIN_BUFFER_BATCH`]`)` items.
 const BUFFER_BATCHES: usize = 4;
-/// Batch size used to bound the buffer when both sizes are 0.
-const DEFAULT_BUFFER_BATCH: usize = 8192;
+/// The smallest batch size the buffer is sized for (otelcol's default
+/// `send_batch_size`), so that a small `send_batch_size` still admits the
+/// requests of senders that batch with the default: agents, and
+/// `tail_sampling`, which hands on up to 8192 spans at a time.
+const MIN_BUFFER_BATCH: usize = 8192;
 /// The buffer holds at most this many encoded bytes.
 const BUFFER_BYTES: usize = 64 << 20;
+/// How long `consume` waits for room in a full buffer before refusing.
+const ADMISSION_WAIT: Duration = Duration::from_secs(1);
 /// Retry hint given to senders when the buffer is full.
 const FULL_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Bounds of the buffer `consume` admits into.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BufferLimits {
+    /// Items held at most.
+    pub(super) items: usize,
+    /// Encoded bytes held at most.
+    pub(super) bytes: usize,
+    /// How long `consume` waits for room before refusing.
+    pub(super) admission_wait: Duration,
+}
+
+impl BufferLimits {
+    /// The limits for `config`: [`BUFFER_BATCHES`] batches of the largest of
+    /// `send_batch_size`, `send_batch_max_size` and [`MIN_BUFFER_BATCH`]
+    /// items, [`BUFFER_BYTES`], and a wait of [`ADMISSION_WAIT`].
+    pub(super) fn for_config(config: &BatchConfig) -> Self {
+        let batch = config
+            .send_batch_size
+            .max(config.send_batch_max_size)
+            .max(MIN_BUFFER_BATCH);
+        BufferLimits {
+            items: batch.saturating_mul(BUFFER_BATCHES),
+            bytes: BUFFER_BYTES,
+            admission_wait: ADMISSION_WAIT,
+        }
+    }
+}
 
 /// The values of the configured metadata keys in one request, key by key.
 type ShardKey = Vec<Vec<String>>;
 
 /// Batches items for the next stage of one pipeline.
 ///
-/// `consume` only queues: it accepts while the buffer (bounded in items and
-/// encoded bytes) has room and refuses with `RESOURCE_EXHAUSTED` otherwise. A
-/// worker task per metadata combination cuts batches and hands them on,
-/// retrying refusals the next stage marks as retryable, so a full exporter
-/// queue turns into backpressure at the receiver instead of data loss.
+/// `consume` only queues: it accepts when the buffer (bounded in items and
+/// encoded bytes) has room, waiting up to [`ADMISSION_WAIT`] for the workers
+/// to make some (otelcol's `consume` blocks until its batcher takes the
+/// data), and refuses with `RESOURCE_EXHAUSTED` after that. A worker task
+/// per metadata combination cuts batches and hands them on, retrying
+/// refusals the next stage marks as retryable, so a full exporter queue
+/// turns into backpressure at the receiver instead of data loss.
 #[derive(Debug)]
 pub struct BatchProcessor {
     shared: Arc<Shared>,
+    admission_wait: Duration,
     metadata_keys: Vec<String>,
     cardinality_limit: usize,
     shards: RwLock<Shards>,
@@ -61,21 +97,26 @@ impl BatchProcessor {
         signal: Signal,
         next: BoxConsumer,
     ) -> Self {
+        Self::with_limits(ctx, config, signal, next, BufferLimits::for_config(config))
+    }
+
+    pub(super) fn with_limits(
+        ctx: &CreateContext,
+        config: &BatchConfig,
+        signal: Signal,
+        next: BoxConsumer,
+        limits: BufferLimits,
+    ) -> Self {
         let id = ctx.id.to_string();
-        let batch = config.send_batch_size.max(config.send_batch_max_size);
-        let batch = if batch == 0 {
-            DEFAULT_BUFFER_BATCH
-        } else {
-            batch
-        };
         let settings = Settings {
             size_trigger: config.send_batch_size,
             max_items: config.send_batch_max_size,
             timeout: config.timeout,
         };
         let metrics = BatchMetrics::register(&ctx.host.metrics, &id, signal);
-        let budget = Budget::new(batch.saturating_mul(BUFFER_BATCHES), BUFFER_BYTES);
+        let budget = Budget::new(limits.items, limits.bytes);
         Self {
+            admission_wait: limits.admission_wait,
             shared: Arc::new(Shared::new(id, signal, settings, next, budget, metrics)),
             metadata_keys: config.normalized_keys(),
             cardinality_limit: config.metadata_cardinality_limit,
@@ -191,7 +232,12 @@ impl Consumer for BatchProcessor {
         }
         let shard = self.shard_for(&client).map_err(|e| self.refuse(items, e))?;
         let bytes = payload.encoded_len();
-        if !self.shared.budget.try_reserve(items, bytes) {
+        let admitted = self
+            .shared
+            .budget
+            .reserve(items, bytes, self.admission_wait)
+            .await;
+        if !admitted {
             let (held_items, held_bytes) = self.shared.budget.used();
             return Err(self.refuse(
                 items,
@@ -228,7 +274,7 @@ impl Lifecycle for BatchProcessor {
             let list: Vec<Arc<Shard>> = shards.by_key.values().cloned().collect();
             (list, std::mem::take(&mut shards.workers))
         };
-        self.shared.shutdown.send_replace(Some(deadline));
+        self.shared.next.shut_down_by(deadline);
         for shard in &shards {
             shard.close();
         }

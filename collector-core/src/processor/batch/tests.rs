@@ -1,3 +1,4 @@
+use super::processor::BufferLimits;
 use super::*;
 use crate::component::{ComponentId, ErasedProcessor, Host, Lifecycle};
 use crate::consumer::{ConsumeError, Consumer, ErrorKind};
@@ -171,14 +172,28 @@ struct Fixture {
 }
 
 fn build(config: BatchConfig, next: BoxConsumer) -> Fixture {
+    let limits = BufferLimits::for_config(&config);
+    build_with(config, next, limits)
+}
+
+fn build_with(config: BatchConfig, next: BoxConsumer, limits: BufferLimits) -> Fixture {
     let host = Host::new();
     let ctx = CreateContext {
         id: ComponentId::new("batch", None),
         host: host.clone(),
     };
     Fixture {
-        processor: BatchProcessor::new(&ctx, &config, Signal::Traces, next),
+        processor: BatchProcessor::with_limits(&ctx, &config, Signal::Traces, next, limits),
         host,
+    }
+}
+
+/// A buffer of `items`, 64 MiB, that waits `admission_wait` for room.
+fn limits(items: usize, admission_wait: Duration) -> BufferLimits {
+    BufferLimits {
+        items,
+        bytes: 64 << 20,
+        admission_wait,
     }
 }
 
@@ -445,15 +460,23 @@ async fn full_buffer_refuses_until_downstream_frees_it() {
         0,
         ConsumeError::resource_exhausted("exporter queue is full", None),
     );
-    // send_batch_size 10: the buffer holds 4 x 10 items.
-    let f = build(config(10, 0, NEVER), gate.clone());
+    let f = build_with(
+        config(10, 0, NEVER),
+        gate.clone(),
+        limits(40, Duration::from_millis(20)),
+    );
     for tag in ["a", "b", "c", "d"] {
         f.consume(spans(tag, 10)).await;
     }
     wait_until(|| gate.attempts.load(Ordering::SeqCst) >= 2).await;
+    let asked = Instant::now();
     let Err(e) = f.processor.consume(spans("e", 1)).await else {
         panic!("a full buffer must refuse");
     };
+    assert!(
+        asked.elapsed() >= Duration::from_millis(20),
+        "it waits first"
+    );
     assert_eq!(e.kind(), ErrorKind::ResourceExhausted);
     assert!(e.retry_after().is_some());
     assert_eq!(f.metric("otelcol_processor_refused_spans"), 1.0);
@@ -470,6 +493,49 @@ async fn full_buffer_refuses_until_downstream_frees_it() {
         .collect();
     assert_eq!(gate.inner.all_names(), want);
     assert_eq!(f.dropped(), 0.0);
+}
+
+#[tokio::test]
+async fn a_full_buffer_admits_once_the_worker_makes_room_within_the_wait() {
+    let gate = Gate::new(
+        false,
+        0,
+        ConsumeError::resource_exhausted("exporter queue is full", None),
+    );
+    let f = Arc::new(build_with(
+        config(10, 0, NEVER),
+        gate.clone(),
+        limits(20, WAIT),
+    ));
+    f.consume(spans("a", 10)).await;
+    f.consume(spans("b", 10)).await;
+    let waiting = tokio::spawn({
+        let f = f.clone();
+        async move { f.processor.consume(spans("c", 10)).await }
+    });
+    // The worker keeps retrying "a" and "b" while "c" waits for room.
+    wait_until(|| gate.attempts.load(Ordering::SeqCst) >= 4).await;
+    assert!(!waiting.is_finished());
+    gate.open.store(true, Ordering::SeqCst);
+    match waiting.await {
+        Ok(result) => expect_ok(async { result }).await,
+        Err(e) => panic!("{e}"),
+    }
+    gate.inner.wait_items(30).await;
+    let want: Vec<String> = ["a", "b", "c"].iter().flat_map(|t| names(t, 10)).collect();
+    assert_eq!(gate.inner.all_names(), want);
+    assert_eq!(f.metric("otelcol_processor_refused_spans"), 0.0);
+    f.shutdown_within(Duration::from_secs(5)).await;
+    assert_eq!(f.dropped(), 0.0);
+}
+
+#[test]
+fn the_buffer_takes_four_batches_of_at_least_the_default_size() {
+    let small = BufferLimits::for_config(&config(256, 0, NEVER));
+    assert_eq!(small.items, 4 * 8192);
+    let large = BufferLimits::for_config(&config(10_000, 20_000, NEVER));
+    assert_eq!(large.items, 80_000);
+    assert_eq!(large.bytes, 64 << 20);
 }
 
 #[tokio::test]
@@ -644,9 +710,12 @@ async fn concurrent_senders_lose_and_duplicate_nothing() {
     const BATCHES: usize = 40;
     const ITEMS: usize = 7;
     let downstream = Arc::new(Choppy::default());
-    let f = Arc::new(build(
+    // A buffer of 4 x 32 items that waits briefly: senders both wait and
+    // get refused.
+    let f = Arc::new(build_with(
         config(20, 32, Duration::from_millis(5)),
         downstream.clone(),
+        limits(128, Duration::from_millis(1)),
     ));
     let mut tasks = Vec::new();
     for sender in 0..SENDERS {
