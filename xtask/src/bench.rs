@@ -7,6 +7,7 @@
 //! cargo xtask bench --only floor,agent-gzip --no-build
 //! cargo xtask bench --rotel-agent /path/to/rotel-agent
 //! cargo xtask bench --only gateway       # only the gateway section
+//! cargo xtask bench --only loadbalancing # the loadbalancing row and agent-none
 //! ```
 //!
 //! One run builds the project once (`cargo build --release -p collector -p
@@ -21,6 +22,8 @@
 //! | `rotel` | Rotel's `rotel-agent` (PyPI `rotel`): OTLP/gRPC in -> batch (its defaults: at most 8192 spans, 200ms) -> OTLP/gRPC out, gzip |
 //! | `agent-gzip` | our `agent-collector`: otlp receiver -> batch (otelcol's defaults: send at 8192 spans or 200ms, no maximum) -> otlp exporter, `compression: gzip` (the default) |
 //! | `agent-none` | the same with `compression: none` |
+//! | `loadbalancing` | `agent-none` with the `loadbalancing` exporter instead of `otlp`: `routing_key: traceID`, a static resolver over three counting sinks (as three gateways), `compression: none` |
+//! | `loadbalancing-gzip` | the same with `compression: gzip` |
 //!
 //! (Rotel gzips its export whatever `--otlp-exporter-compression` says, so
 //! there is no uncompressed Rotel row; the table's `export` column shows what
@@ -38,6 +41,14 @@
 //! - peak RSS: `VmHWM`;
 //! - delivered/sent: the sink's count against the load generator's accepted count;
 //! - the ratio of spans per CPU-second to Rotel's and to the floor's.
+//!
+//! The loadbalancing rows add, below the table, their CPU per span against
+//! their pass-through row's (`agent-none`, `agent-gzip`: the same process
+//! and load, one `otlp` exporter instead of the trace-ID split; selecting a
+//! loadbalancing row runs its pass-through row too) and the share of spans
+//! each backend sink counted. The load's traces have 10 spans each, 10
+//! traces per request, so nearly every batch is split three ways. Target:
+//! at most 1.2x the pass-through's CPU per span.
 //!
 //! The target for our agent is >= 2x Rotel's spans per CPU-second at no more
 //! than Rotel's peak RSS. Everything also goes to `target/bench/results.json`;
@@ -82,7 +93,7 @@ use children::{ChildGuard, check_interrupted, pause};
 pub(crate) use contender::ContenderId;
 use contender::describe;
 use probe::{SinkCounts, cpu_ticks, free_address, peak_rss_bytes};
-use sink::Sink;
+use sink::{Sink, counts_of, drain_all, total_since};
 
 /// How long a started process may take to listen.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -186,6 +197,9 @@ pub(crate) struct Measurement {
     pub(crate) sink_cpu_seconds: f64,
     /// Approximate (sampled until it exited).
     pub(crate) loadgen_cpu_seconds: f64,
+    /// Spans each sink counted in the window (one entry unless the
+    /// contender sends to the backend sinks).
+    pub(crate) per_sink: Vec<u64>,
 }
 
 impl Measurement {
@@ -277,7 +291,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if duration.is_zero() || args.concurrency == 0 || args.items_per_request == 0 {
         bail!("--duration, --concurrency and --items-per-request must be > 0");
     }
-    let selected = |id: &ContenderId| args.only.is_empty() || args.only.contains(id);
+    // A loadbalancing row is reported against its pass-through row, so
+    // selecting it selects that one too.
+    let selected = |id: &ContenderId| {
+        args.only.is_empty()
+            || args.only.contains(id)
+            || args.only.iter().any(|o| o.baseline() == Some(*id))
+    };
     let run_gateway = selected(&ContenderId::Gateway);
     // The gateway has its own section; these go in the table.
     let contenders: Vec<ContenderId> = ContenderId::ALL
@@ -352,10 +372,18 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         .ok()
         .map(|out| out.trim().to_string()),
     };
+    let backends = if contenders.iter().any(|id| id.uses_backends()) {
+        (1..=contender::LB_BACKENDS)
+            .map(|i| Sink::start_named(&layout, &format!("sink-backend-{i}")))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        Vec::new()
+    };
     let mut bench = Bench {
         layout: &layout,
         settings: &settings,
         sink: Sink::start(&layout)?,
+        backends,
     };
 
     let mut results: Vec<ContenderResult> = contenders
@@ -468,6 +496,8 @@ struct Bench<'a> {
     layout: &'a Layout,
     settings: &'a Settings,
     sink: Sink,
+    /// The loadbalancing rows' backends (empty unless one is selected).
+    backends: Vec<Sink>,
 }
 
 impl Bench<'_> {
@@ -477,29 +507,35 @@ impl Bench<'_> {
         let pid = running.guard.pid();
         let ticks = probe::clock_ticks_per_second();
 
+        let backends = id.uses_backends();
         if !self.settings.warmup.is_zero() {
-            let base = self.sink.counts()?;
+            let base = counts_of(self.sinks(backends))?;
             let warm = self.loadgen(
                 &format!("{}-warmup", id.name()),
                 running.endpoint,
                 self.settings.warmup,
             )?;
-            self.sink.drain(&base, warm.accepted)?;
+            drain_all(self.sinks(backends), &base, warm.accepted)?;
         }
         running.guard.check_running()?;
 
-        let sink_before = self.sink.counts()?;
-        let sink_cpu_before = cpu_ticks(self.sink.guard.pid())?;
+        let sink_before = counts_of(self.sinks(backends))?;
+        let sink_cpu_before = self.sinks_cpu_ticks(backends)?;
         let cpu_before = cpu_ticks(pid)?;
         let started = Instant::now();
         let load = self.loadgen(id.name(), running.endpoint, self.settings.duration)?;
-        let (sink_after, drained) = self.sink.drain(&sink_before, load.accepted)?;
+        let (sink_after, drained) = drain_all(self.sinks(backends), &sink_before, load.accepted)?;
         let cpu_after = cpu_ticks(pid)?;
         let window_seconds = started.elapsed().as_secs_f64();
-        let sink_cpu_after = cpu_ticks(self.sink.guard.pid())?;
+        let sink_cpu_after = self.sinks_cpu_ticks(backends)?;
         let peak_rss = peak_rss_bytes(pid)?;
         running.guard.check_running()?;
-        let export = sink_after.since(&sink_before);
+        let export = total_since(&sink_after, &sink_before);
+        let per_sink = sink_after
+            .iter()
+            .zip(&sink_before)
+            .map(|(after, before)| after.since(before).spans)
+            .collect();
         Ok(Measurement {
             delivered: export.spans,
             sent: load.sent,
@@ -514,15 +550,34 @@ impl Bench<'_> {
             export,
             sink_cpu_seconds: sink_cpu_after.saturating_sub(sink_cpu_before) as f64 / ticks,
             loadgen_cpu_seconds: load.cpu_seconds,
+            per_sink,
         })
+    }
+
+    /// The sinks a contender sends to: the backends, or the one sink.
+    fn sinks(&mut self, backends: bool) -> &mut [Sink] {
+        if backends {
+            &mut self.backends
+        } else {
+            std::slice::from_mut(&mut self.sink)
+        }
+    }
+
+    /// The CPU ticks of those sinks together.
+    fn sinks_cpu_ticks(&mut self, backends: bool) -> Result<u64> {
+        self.sinks(backends)
+            .iter()
+            .map(|s| cpu_ticks(s.guard.pid()))
+            .sum()
     }
 
     fn start(&self, id: ContenderId, rotel: Option<&rotel::Rotel>) -> Result<Running> {
         let sink = self.sink.grpc;
+        let backends: Vec<SocketAddr> = self.backends.iter().map(|b| b.grpc).collect();
         let log = self.layout.log(id.name());
         with_fresh_ports(id.label(), || {
             let listen = free_address()?;
-            let mut command = contender::command(id, listen, sink, self.layout, rotel)?;
+            let mut command = contender::command(id, listen, sink, &backends, self.layout, rotel)?;
             let mut guard = ChildGuard::spawn(id.label(), &mut command, &log)?;
             guard.wait_listening(listen, START_TIMEOUT)?;
             Ok(Running {
@@ -648,6 +703,7 @@ mod tests {
             export: SinkCounts::default(),
             sink_cpu_seconds: 0.0,
             loadgen_cpu_seconds: 0.0,
+            per_sink: vec![delivered],
         };
         let rounds = [round(300), round(100), round(200)];
         assert_eq!(

@@ -70,6 +70,12 @@ pub(crate) const TOOLS: &[Tool] = &[
         check: || dpkg_installed("unzip"),
         install: Install::Apt("unzip"),
     },
+    // LLVM 22, the LLVM bpf-linker links against and the probe toolchain's.
+    Tool {
+        name: "llvm-22-dev (bpf-linker)",
+        check: || dpkg_installed("llvm-22-dev"),
+        install: Install::Apt("llvm-22-dev"),
+    },
     // Any python3 that can make a venv will do (ours is pyenv's); Debian's otherwise.
     Tool {
         name: "python3 (venv, ensurepip)",
@@ -95,6 +101,16 @@ pub(crate) const TOOLS: &[Tool] = &[
         name: "cargo-nextest",
         check: || succeeds(cmd::cargo().args(["nextest", "--version"])),
         install: Install::Run(install_nextest),
+    },
+    Tool {
+        name: "rust nightly for the eBPF probe",
+        check: probe_toolchain_present,
+        install: Install::Run(install_probe_toolchain),
+    },
+    Tool {
+        name: "bpf-linker",
+        check: bpf_linker_present,
+        install: Install::Run(install_bpf_linker),
     },
     Tool {
         name: "python venv (test clients)",
@@ -299,6 +315,70 @@ fn rustup_component(component: &str) -> Result<()> {
 fn install_nextest() -> Result<()> {
     eprintln!("setup: building cargo-nextest from crates.io (takes several minutes)");
     run_inherited(cmd::cargo().args(["install", "cargo-nextest", "--locked"]))
+}
+
+// ---------------------------------------------------------------------------
+// eBPF build: a nightly whose LLVM matches bpf-linker's
+
+/// The nightly that compiles `ebpf-probe` (LLVM 22, like the bpf-linker
+/// below). `ebpf-agent/build.rs` names the same one.
+pub(crate) const PROBE_TOOLCHAIN: &str = "nightly-2026-06-01";
+/// bpf-linker release, built against Debian's LLVM 22.
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+
+fn probe_toolchain_present() -> bool {
+    let Ok(out) = run_captured(Command::new("rustup").args([
+        "run",
+        PROBE_TOOLCHAIN,
+        "rustc",
+        "--print",
+        "sysroot",
+    ])) else {
+        return false;
+    };
+    // build-std needs the library sources.
+    Path::new(out.trim())
+        .join("lib/rustlib/src/rust/library/core")
+        .is_dir()
+}
+
+fn install_probe_toolchain() -> Result<()> {
+    run_captured(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        PROBE_TOOLCHAIN,
+        "--component",
+        "rust-src",
+        "--profile",
+        "minimal",
+    ]))?;
+    Ok(())
+}
+
+fn bpf_linker_present() -> bool {
+    run_captured(Command::new("bpf-linker").arg("--version"))
+        .is_ok_and(|out| out.contains(BPF_LINKER_VERSION))
+}
+
+fn install_bpf_linker() -> Result<()> {
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM 22 (takes a few minutes)"
+    );
+    let path = std::env::var("PATH").unwrap_or_default();
+    run_inherited(
+        cmd::cargo()
+            .env("PATH", format!("{LLVM_BIN}:{path}"))
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+            ]),
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -578,6 +658,15 @@ fn remove_file_if_exists(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_agent_builds_its_probe_with_the_toolchain_setup_installs() {
+        let build_rs = include_str!("../../ebpf-agent/build.rs");
+        assert!(
+            build_rs.contains(&format!("\"{PROBE_TOOLCHAIN}\"")),
+            "ebpf-agent/build.rs must name {PROBE_TOOLCHAIN}"
+        );
+    }
 
     #[test]
     fn tool_names_are_unique() {

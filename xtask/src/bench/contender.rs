@@ -30,16 +30,23 @@ pub(crate) enum ContenderId {
     AgentGzip,
     /// Our agent-collector, uncompressed export.
     AgentNone,
+    /// Our agent-collector with the `loadbalancing` exporter over three
+    /// counting sinks, uncompressed export (compared with `agent-none`).
+    Loadbalancing,
+    /// The same with gzip (compared with `agent-gzip`).
+    LoadbalancingGzip,
     /// Our gateway-collector with tail_sampling (its own section, after the table).
     Gateway,
 }
 
 impl ContenderId {
-    pub(crate) const ALL: [ContenderId; 5] = [
+    pub(crate) const ALL: [ContenderId; 7] = [
         ContenderId::Floor,
         ContenderId::Rotel,
         ContenderId::AgentGzip,
         ContenderId::AgentNone,
+        ContenderId::Loadbalancing,
+        ContenderId::LoadbalancingGzip,
         ContenderId::Gateway,
     ];
 
@@ -50,6 +57,8 @@ impl ContenderId {
             ContenderId::Rotel => "rotel",
             ContenderId::AgentGzip => "agent-gzip",
             ContenderId::AgentNone => "agent-none",
+            ContenderId::Loadbalancing => "loadbalancing",
+            ContenderId::LoadbalancingGzip => "loadbalancing-gzip",
             ContenderId::Gateway => "gateway",
         }
     }
@@ -61,6 +70,8 @@ impl ContenderId {
             ContenderId::Rotel => "rotel (gzip)",
             ContenderId::AgentGzip => "agent (gzip)",
             ContenderId::AgentNone => "agent (none)",
+            ContenderId::Loadbalancing => "loadbalancing (none)",
+            ContenderId::LoadbalancingGzip => "loadbalancing (gzip)",
             ContenderId::Gateway => "gateway (tail_sampling)",
         }
     }
@@ -73,7 +84,38 @@ impl ContenderId {
     pub(crate) fn is_gateway(self) -> bool {
         self == ContenderId::Gateway
     }
+
+    /// Sends to the [`LB_BACKENDS`] backend sinks instead of the one sink.
+    pub(crate) fn uses_backends(self) -> bool {
+        matches!(
+            self,
+            ContenderId::Loadbalancing | ContenderId::LoadbalancingGzip
+        )
+    }
+
+    /// The pass-through row this one's CPU per span is compared with (the
+    /// same agent and load, one `otlp` exporter instead of the split); it
+    /// runs whenever this one does.
+    pub(crate) fn baseline(self) -> Option<ContenderId> {
+        match self {
+            ContenderId::Loadbalancing => Some(ContenderId::AgentNone),
+            ContenderId::LoadbalancingGzip => Some(ContenderId::AgentGzip),
+            _ => None,
+        }
+    }
+
+    /// The export compression of our agent's rows.
+    fn compression(self) -> &'static str {
+        match self {
+            ContenderId::AgentGzip | ContenderId::LoadbalancingGzip => "gzip",
+            _ => "none",
+        }
+    }
 }
+
+/// Backends of the loadbalancing rows: one counting sink each, as the
+/// gateways an agent spreads its traces over.
+pub(crate) const LB_BACKENDS: usize = 3;
 
 /// What runs, in a sentence.
 pub(crate) fn describe(id: ContenderId) -> String {
@@ -82,16 +124,15 @@ pub(crate) fn describe(id: ContenderId) -> String {
         ContenderId::Rotel => format!(
             "rotel-agent: OTLP/gRPC -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> OTLP/gRPC, compression gzip"
         ),
-        ContenderId::AgentGzip | ContenderId::AgentNone => {
-            let compression = if id == ContenderId::AgentGzip {
-                "gzip"
-            } else {
-                "none"
-            };
-            format!(
-                "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {compression}"
-            )
-        }
+        ContenderId::AgentGzip | ContenderId::AgentNone => format!(
+            "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {}",
+            id.compression()
+        ),
+        ContenderId::Loadbalancing | ContenderId::LoadbalancingGzip => format!(
+            "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> loadbalancing (routing_key traceID, \
+             static resolver, {LB_BACKENDS} counting sinks), compression {}",
+            id.compression()
+        ),
         ContenderId::Gateway => super::gateway::describe(),
     }
 }
@@ -162,12 +203,63 @@ service:
     )
 }
 
+/// The loadbalancing agent's config: the pass-through's, with the
+/// `loadbalancing` exporter (its defaults: `routing_key: traceID`, each
+/// backend's `otlp` exporter with otelcol's default sending queue) over the
+/// `backends` as a static list.
+fn loadbalancing_config(
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    backends: &[SocketAddr],
+    compression: &str,
+) -> String {
+    let hostnames = backends
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "# Written by `cargo xtask bench`.
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: {listen}
+processors:
+  batch:
+    send_batch_size: {BATCH_SIZE}
+    timeout: {BATCH_TIMEOUT}
+exporters:
+  loadbalancing:
+    resolver:
+      static:
+        hostnames: [{hostnames}]
+    protocol:
+      otlp:
+        compression: {compression}
+        tls:
+          insecure: true
+service:
+  telemetry:
+    metrics:
+      address: {metrics}
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [loadbalancing]
+"
+    )
+}
+
 /// The command that starts contender `id` listening for OTLP/gRPC on
-/// `listen` and sending to the sink's `sink`, with its files under `layout`.
+/// `listen` and sending to the sink's `sink` (the loadbalancing rows: to
+/// the `backends`), with its files under `layout`.
 pub(crate) fn command(
     id: ContenderId,
     listen: SocketAddr,
     sink: SocketAddr,
+    backends: &[SocketAddr],
     layout: &Layout,
     rotel: Option<&Rotel>,
 ) -> Result<Command> {
@@ -185,18 +277,22 @@ pub(crate) fn command(
             let rotel = rotel.context("rotel is unavailable")?;
             rotel_command(rotel, listen, sink, &layout.out_dir)?
         }
-        ContenderId::AgentGzip | ContenderId::AgentNone => {
-            let compression = if id == ContenderId::AgentGzip {
-                "gzip"
+        ContenderId::AgentGzip
+        | ContenderId::AgentNone
+        | ContenderId::Loadbalancing
+        | ContenderId::LoadbalancingGzip => {
+            let metrics = free_address()?;
+            let text = if id.uses_backends() {
+                if backends.len() != LB_BACKENDS {
+                    bail!("{} needs {LB_BACKENDS} backend sinks", id.name());
+                }
+                loadbalancing_config(listen, metrics, backends, id.compression())
             } else {
-                "none"
+                agent_config(listen, metrics, sink, id.compression())
             };
             let config = layout.out_dir.join(format!("{}.yaml", id.name()));
-            std::fs::write(
-                &config,
-                agent_config(listen, free_address()?, sink, compression),
-            )
-            .with_context(|| format!("writing {}", config.display()))?;
+            std::fs::write(&config, text)
+                .with_context(|| format!("writing {}", config.display()))?;
             let mut command = Command::new(&layout.agent);
             command.arg("--config").arg(&config);
             command
@@ -224,5 +320,31 @@ mod tests {
         assert!(config.contains("endpoint: 127.0.0.1:1002"));
         assert!(config.contains("compression: none"));
         assert!(!config.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn loadbalancing_config_lists_every_backend() {
+        let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let config = loadbalancing_config(
+            address(1000),
+            address(1001),
+            &[address(2000), address(2001), address(2002)],
+            "gzip",
+        );
+        assert!(config.contains("hostnames: [127.0.0.1:2000, 127.0.0.1:2001, 127.0.0.1:2002]"));
+        assert!(config.contains("compression: gzip"));
+        assert!(config.contains("exporters: [loadbalancing]"));
+        assert!(!config.contains("0.0.0.0"));
+    }
+
+    #[test]
+    fn loadbalancing_rows_have_their_pass_through_baseline() {
+        for id in ContenderId::ALL {
+            assert_eq!(id.uses_backends(), id.baseline().is_some());
+            if let Some(base) = id.baseline() {
+                assert_eq!(base.compression(), id.compression());
+                assert!(!base.uses_backends());
+            }
+        }
     }
 }

@@ -119,6 +119,17 @@ impl SinkCounts {
         }
     }
 
+    /// Both counts added.
+    pub(crate) fn plus(&self, other: &SinkCounts) -> SinkCounts {
+        SinkCounts {
+            spans: self.spans + other.spans,
+            requests: self.requests + other.requests,
+            gzip_requests: self.gzip_requests + other.gzip_requests,
+            zstd_requests: self.zstd_requests + other.zstd_requests,
+            message_bytes: self.message_bytes + other.message_bytes,
+        }
+    }
+
     /// How the requests were compressed: `gzip`, `zstd`, `none` or `mixed`.
     pub(crate) fn encoding(&self) -> &'static str {
         match (self.gzip_requests, self.zstd_requests) {

@@ -7,6 +7,9 @@ use super::{ContenderId, ContenderResult, Measurement, Outcome, Settings};
 
 /// Ours must reach this many times Rotel's spans per CPU-second.
 const TARGET_CPU_RATIO: f64 = 2.0;
+/// A loadbalancing row may spend at most this many times its pass-through
+/// row's CPU per span.
+const TARGET_SPLIT_COST: f64 = 1.2;
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The median round's figures of a contender, or why there are none.
@@ -119,10 +122,30 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
     out
 }
 
+/// CPU per span of `id` over that of its pass-through row (`None` without
+/// both figures).
+fn split_cost(results: &[ContenderResult], id: ContenderId) -> Option<(ContenderId, f64)> {
+    let base_id = id.baseline()?;
+    let ours = find(results, id)?;
+    let base = find(results, base_id)?;
+    // CPU per span is the inverse of spans per CPU-second.
+    ratio(base.spans_per_cpu_second(), ours.spans_per_cpu_second()).map(|r| (base_id, r))
+}
+
+/// Each sink's share of the spans, e.g. `33.1% / 33.6% / 33.3%`.
+fn shares(m: &Measurement) -> String {
+    let total: u64 = m.per_sink.iter().sum();
+    m.per_sink
+        .iter()
+        .map(|n| percent(*n as f64 / total as f64))
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
 fn targets(results: &[ContenderResult]) -> String {
-    let mut out = String::new();
+    let mut out = split_targets(results);
     let Some(rotel) = find(results, ContenderId::Rotel) else {
-        let _ = writeln!(out, "\ntargets: not checked (no Rotel figures)");
+        let _ = writeln!(out, "\ntargets vs Rotel: not checked (no Rotel figures)");
         return out;
     };
     let _ = writeln!(
@@ -146,6 +169,41 @@ fn targets(results: &[ContenderResult]) -> String {
             if cpu_ok { "met" } else { "MISSED" },
             ours.peak_rss_bytes as f64 / MIB,
             if rss_ok { "met" } else { "MISSED" },
+        );
+    }
+    out
+}
+
+/// The loadbalancing rows against their pass-through rows.
+fn split_targets(results: &[ContenderResult]) -> String {
+    let mut out = String::new();
+    for result in results.iter().filter(|r| r.id.uses_backends()) {
+        let Some(m) = chosen(result) else {
+            continue;
+        };
+        if out.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nloadbalancing: CPU per span against the pass-through row (target <= {TARGET_SPLIT_COST:.1}x)"
+            );
+        }
+        let cost = match split_cost(results, result.id) {
+            Some((base, cost)) => format!(
+                "{cost:.2}x {} [{}]",
+                base.label(),
+                if cost <= TARGET_SPLIT_COST {
+                    "met"
+                } else {
+                    "MISSED"
+                }
+            ),
+            None => "no pass-through figures".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} CPU per span {cost}   spans per backend {}",
+            result.id.label(),
+            shares(m),
         );
     }
     out
@@ -282,6 +340,10 @@ fn measurement_json(m: &Measurement) -> Json {
         ("export_message_bytes", Json::Int(m.export.message_bytes)),
         ("sink_cpu_seconds", Json::float(m.sink_cpu_seconds)),
         ("loadgen_cpu_seconds", Json::float(m.loadgen_cpu_seconds)),
+        (
+            "spans_per_sink",
+            Json::Array(m.per_sink.iter().map(|n| Json::Int(*n)).collect()),
+        ),
     ])
 }
 
@@ -312,6 +374,17 @@ pub(crate) fn json(
                         };
                         fields.push(("ratio_to_rotel", ratio_to(rotel)));
                         fields.push(("ratio_to_floor", ratio_to(floor)));
+                        if result.id.uses_backends() {
+                            let cost = split_cost(results, result.id);
+                            fields.push((
+                                "baseline",
+                                cost.map_or(Json::Null, |(b, _)| Json::Str(b.name().into())),
+                            ));
+                            fields.push((
+                                "cpu_per_span_to_baseline",
+                                cost.map_or(Json::Null, |(_, c)| Json::float(c)),
+                            ));
+                        }
                         fields.push(("median", measurement_json(m)));
                     }
                     fields.push((
@@ -357,6 +430,10 @@ pub(crate) fn json(
                     settings.source.clone().map_or(Json::Null, Json::Str),
                 ),
                 ("target_cpu_ratio_to_rotel", Json::float(TARGET_CPU_RATIO)),
+                (
+                    "target_loadbalancing_cpu_per_span_to_baseline",
+                    Json::float(TARGET_SPLIT_COST),
+                ),
             ]),
         ),
         ("contenders", Json::Array(contenders)),
