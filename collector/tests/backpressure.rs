@@ -80,9 +80,12 @@ fn span_ids(
 
 #[test]
 fn a_stalled_downstream_turns_into_429_and_nothing_acknowledged_is_lost() {
-    let downstream = Collector::start("gateway-collector", DOWNSTREAM);
+    let downstream = Collector::start(support::binary("gateway-collector"), DOWNSTREAM);
     let downstream_addr = downstream.address("otlp", "grpc");
-    let agent = Collector::start("agent-collector", &upstream(downstream_addr));
+    let agent = Collector::start(
+        support::binary("agent-collector"),
+        &upstream(downstream_addr),
+    );
     let addr = agent.address("otlp", "http");
 
     downstream.signal(libc::SIGSTOP);
@@ -90,7 +93,9 @@ fn a_stalled_downstream_turns_into_429_and_nothing_acknowledged_is_lost() {
     let mut refused = 0;
     let mut retry_after_seen = false;
     for seed in 0..=250u8 {
-        let request = make_traces(seed, 1, 10, "backpressure-test");
+        // 400 spans a request: the batch buffer holds 4 x 8192 items whatever
+        // `send_batch_size` says, so it takes ~80 requests to fill it.
+        let request = make_traces(seed, 1, 400, "backpressure-test");
         let response = http_request(
             addr,
             "POST",

@@ -64,7 +64,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let collector = Collector::start("gateway-collector", CONFIG);
+        let collector = Collector::start(support::binary("gateway-collector"), CONFIG);
         let http = collector.address("otlp", "http");
         let grpc = collector.address("otlp", "grpc");
         Fixture {

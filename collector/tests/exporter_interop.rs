@@ -91,7 +91,7 @@ impl Drop for PyServer {
 
 fn agent(exporters: &str, names: &str) -> Collector {
     Collector::start(
-        "agent-collector",
+        support::binary("agent-collector"),
         &format!(
             r#"
 receivers:

@@ -59,7 +59,10 @@ service:
 #[test]
 fn sigterm_delivers_everything_acknowledged_before_exit() {
     // A 10-minute batch timeout: without a graceful drain nothing would be written.
-    let mut collector = Collector::start("agent-collector", &config("out.json", "", "10m"));
+    let mut collector = Collector::start(
+        support::binary("agent-collector"),
+        &config("out.json", "", "10m"),
+    );
     let addr = collector.address("otlp", "http");
     for seed in 0..20u8 {
         assert_eq!(post_traces(addr, seed, 5, 10), 200);
@@ -77,7 +80,10 @@ fn sigterm_delivers_everything_acknowledged_before_exit() {
 
 #[test]
 fn sighup_applies_a_changed_config_on_the_same_port() {
-    let collector = Collector::start("agent-collector", &config("a.json", "", "10ms"));
+    let collector = Collector::start(
+        support::binary("agent-collector"),
+        &config("a.json", "", "10ms"),
+    );
     let addr = collector.address("otlp", "http");
     assert_eq!(post_traces(addr, 1, 1, 10), 200);
     eventually(
@@ -121,7 +127,10 @@ fn sighup_applies_a_changed_config_on_the_same_port() {
 
 #[test]
 fn sighup_with_a_broken_config_keeps_the_old_pipelines_serving() {
-    let collector = Collector::start("agent-collector", &config("a.json", "", "10ms"));
+    let collector = Collector::start(
+        support::binary("agent-collector"),
+        &config("a.json", "", "10ms"),
+    );
     let addr = collector.address("otlp", "http");
     std::fs::write(
         &collector.config_path,

@@ -9,8 +9,7 @@
 
 mod support;
 
-#[path = "support/netns.rs"]
-mod netns;
+use testkit::netns;
 
 use collector_core::pdata::json;
 use exporters::loadbalancing::HashRing;
@@ -96,7 +95,7 @@ impl Gateway {
     fn start(ns: &NetNs, ip: &str) -> Gateway {
         let collector = NsCollector::start(
             ns,
-            "gateway-collector",
+            support::binary("gateway-collector"),
             &format!("gw {ip}"),
             &gateway_config(ip),
         );
@@ -367,7 +366,7 @@ fn traces_follow_the_ring_as_dns_answers_change() {
     let g2 = Gateway::start(&ns, "127.0.0.2");
     let g3 = Gateway::start(&ns, "127.0.0.3");
     let g4 = Gateway::start(&ns, "127.0.0.4");
-    let agent = NsCollector::start(&ns, "agent-collector", "agent", AGENT);
+    let agent = NsCollector::start(&ns, support::binary("agent-collector"), "agent", AGENT);
     let agent_addr = agent.address("otlp", "http");
     wait_backends(&ns, &agent, 3);
     let three = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
@@ -478,7 +477,7 @@ fn a_killed_gateways_share_is_rerouted_and_nothing_is_lost() {
     let g2 = Gateway::start(&ns, "127.0.0.2");
     let mut g3 = Gateway::start(&ns, "127.0.0.3");
     let g4 = Gateway::start(&ns, "127.0.0.4");
-    let agent = NsCollector::start(&ns, "agent-collector", "agent", AGENT);
+    let agent = NsCollector::start(&ns, support::binary("agent-collector"), "agent", AGENT);
     let agent_addr = agent.address("otlp", "http");
     wait_backends(&ns, &agent, 3);
     let three = ["127.0.0.2:4317", "127.0.0.3:4317", "127.0.0.4:4317"];
@@ -574,10 +573,20 @@ fn the_charts_agent_and_browser_configs_route_unchanged() {
         std::fs::read_to_string(data.join("original-agent.yaml")).expect("agent config");
     let browser_yaml =
         std::fs::read_to_string(data.join("original-browser.yaml")).expect("browser config");
-    let agent =
-        NsCollector::start_with_args(&ns, "agent-collector", "agent", &agent_yaml, &agent_args);
-    let browser =
-        NsCollector::start_with_args(&ns, "browser-collector", "browser", &browser_yaml, &listen);
+    let agent = NsCollector::start_with_args(
+        &ns,
+        support::binary("agent-collector"),
+        "agent",
+        &agent_yaml,
+        &agent_args,
+    );
+    let browser = NsCollector::start_with_args(
+        &ns,
+        support::binary("browser-collector"),
+        "browser",
+        &browser_yaml,
+        &listen,
+    );
     wait_backends(&ns, &agent, 3);
     wait_backends(&ns, &browser, 3);
     let mut rng = Rng(0xc4a7);

@@ -81,7 +81,7 @@ service:
 
 fn gateway(addr: SocketAddr) -> Collector {
     Collector::start(
-        "gateway-collector",
+        support::binary("gateway-collector"),
         &format!(
             r#"
 receivers:
@@ -107,7 +107,7 @@ service:
 
 fn start_agent(storage: &Path, downstream: SocketAddr) -> Collector {
     Collector::start_with_args(
-        "agent-collector",
+        support::binary("agent-collector"),
         &agent_config(storage, downstream),
         &["--shutdown-timeout", "1s"],
     )

@@ -639,7 +639,7 @@ fn check_logs(file: &FileContents, summary: &Json) {
 }
 
 fn interop(protocol: &str) {
-    let collector = Collector::start("gateway-collector", CONFIG);
+    let collector = Collector::start(support::binary("gateway-collector"), CONFIG);
     let (transport, other) = if protocol == "grpc" {
         ("grpc", "http")
     } else {

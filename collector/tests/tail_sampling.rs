@@ -145,7 +145,7 @@ service:
         out.display()
     );
     let mut collector = Collector::start_with_args(
-        "gateway-collector",
+        support::binary("gateway-collector"),
         Role::Gateway.default_config(),
         &[
             "--config",

@@ -71,7 +71,7 @@ fn gateway(pki: &Path, mutual: bool) -> Collector {
         String::new()
     };
     Collector::start(
-        "gateway-collector",
+        support::binary("gateway-collector"),
         &format!(
             r#"
 receivers:
@@ -103,7 +103,7 @@ service:
 /// it gives up on a request after 1s of retries.
 fn agent(gateway: &str, tls: &str) -> Collector {
     Collector::start(
-        "agent-collector",
+        support::binary("agent-collector"),
         &format!(
             r#"
 receivers:

@@ -3,18 +3,10 @@
 //! dnsmasq started inside it with `ip netns exec`, and threads that join it
 //! to talk to them. Needs root; everything is removed when dropped.
 //!
-//! Declare it from a test with `#[path = "support/netns.rs"] mod netns;`
-//! next to `mod support;`.
-
-#![allow(dead_code, unreachable_pub)]
-
-use crate::support::{PATIENCE, binary, http_request, metric_sum};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use crate::{Collector, PATIENCE, http_request, metric_sum};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// True when the tests can create namespaces (root, with `ip` and dnsmasq).
@@ -211,130 +203,31 @@ impl Drop for Dnsmasq {
     }
 }
 
-#[derive(Default)]
-struct LogState {
-    lines: Vec<String>,
-    closed: bool,
-}
-
-/// A collector running inside a namespace. Killed when dropped.
-pub struct NsCollector {
-    child: Child,
-    logs: Arc<(Mutex<LogState>, Condvar)>,
-    pub dir: tempfile::TempDir,
-    label: String,
-}
+/// A collector running inside a namespace. Killed when dropped. Derefs to
+/// [`Collector`]; its self-metrics are fetched from inside the namespace.
+pub struct NsCollector(Collector);
 
 impl NsCollector {
-    /// Starts `binary_name` in `ns` with `config`; `{dir}` in the config is
+    /// Starts `binary` in `ns` with `config`; `{dir}` in the config is
     /// replaced by the collector's temp dir. Logs are JSON.
-    pub fn start(ns: &NetNs, binary_name: &str, label: &str, config: &str) -> NsCollector {
-        Self::start_with_args(ns, binary_name, label, config, &[])
+    pub fn start(ns: &NetNs, binary: impl AsRef<Path>, label: &str, config: &str) -> NsCollector {
+        Self::start_with_args(ns, binary, label, config, &[])
     }
 
     /// Like [`NsCollector::start`], with extra command-line arguments.
     pub fn start_with_args(
         ns: &NetNs,
-        binary_name: &str,
+        binary: impl AsRef<Path>,
         label: &str,
         config: &str,
         args: &[&str],
     ) -> NsCollector {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let config_path = dir.path().join("config.yaml");
-        std::fs::write(
-            &config_path,
-            config.replace("{dir}", &dir.path().display().to_string()),
-        )
-        .expect("write config");
-        let mut child = ns
-            .command(binary(binary_name))
-            .arg("--config")
-            .arg(&config_path)
-            .arg("--set")
-            .arg("service.telemetry.logs.encoding=json")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn collector");
-        let stderr = child.stderr.take().expect("stderr");
-        let logs = Arc::new((Mutex::new(LogState::default()), Condvar::new()));
-        let sink = logs.clone();
-        let tag = label.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("OLLY_TEST_LOGS").is_some() {
-                    eprintln!("[{tag}] {line}");
-                }
-                let (state, cv) = &*sink;
-                state.lock().expect("log lock").lines.push(line);
-                cv.notify_all();
-            }
-            let (state, cv) = &*sink;
-            state.lock().expect("log lock").closed = true;
-            cv.notify_all();
-        });
-        NsCollector {
-            child,
-            logs,
-            dir,
-            label: label.to_string(),
-        }
-    }
-
-    /// Path inside the collector's temp dir.
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Waits for a log line that satisfies `matches`.
-    pub fn wait_for_log(
-        &self,
-        what: &str,
-        matches: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let deadline = Instant::now() + PATIENCE;
-        let (state, cv) = &*self.logs;
-        let mut guard = state.lock().expect("log lock");
-        let mut seen = 0;
-        loop {
-            for line in &guard.lines[seen..] {
-                if let Ok(value) = serde_json::from_str::<serde_json::Value>(line)
-                    && matches(&value)
-                {
-                    return value;
-                }
-            }
-            seen = guard.lines.len();
-            let now = Instant::now();
-            if guard.closed || now >= deadline {
-                panic!(
-                    "{}: no log line for {what}; logs:\n{}",
-                    self.label,
-                    guard.lines.join("\n")
-                );
-            }
-            guard = cv.wait_timeout(guard, deadline - now).expect("log wait").0;
-        }
-    }
-
-    /// All log lines so far.
-    pub fn log_text(&self) -> String {
-        self.logs.0.lock().expect("log lock").lines.join("\n")
-    }
-
-    /// The address a component bound.
-    pub fn address(&self, component: &str, protocol: &str) -> SocketAddr {
-        let line = self.wait_for_log(&format!("{component} {protocol} listening"), |v| {
-            v["message"] == "listening" && v["component"] == component && v["protocol"] == protocol
-        });
-        line["address"]
-            .as_str()
-            .and_then(|a| a.parse().ok())
-            .expect("address field")
+        NsCollector(Collector::spawn(
+            ns.command(binary.as_ref()),
+            label,
+            config,
+            args,
+        ))
     }
 
     /// The self-metrics text (fetched from inside the namespace).
@@ -350,23 +243,17 @@ impl NsCollector {
     pub fn metric(&self, ns: &NetNs, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_sum(&self.metrics_text(ns), name, labels)
     }
+}
 
-    /// Sends a signal to the process.
-    pub fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) with a pid we own.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill failed");
-    }
-
-    /// Waits for the process to exit after a kill.
-    pub fn reap(&mut self) {
-        let _ = self.child.wait();
+impl std::ops::Deref for NsCollector {
+    type Target = Collector;
+    fn deref(&self) -> &Collector {
+        &self.0
     }
 }
 
-impl Drop for NsCollector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::DerefMut for NsCollector {
+    fn deref_mut(&mut self) -> &mut Collector {
+        &mut self.0
     }
 }

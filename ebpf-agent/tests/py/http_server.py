@@ -1,0 +1,71 @@
+"""HTTP/1.1 server for the eBPF agent's tests: Python's http.server with
+keep-alive, on 127.0.0.1:<port> (argv[1]). Prints "ready" once listening.
+
+Routes: /status/<code> answers <code>; /chunked answers in three chunks;
+/slow waits 300 ms first; /hang closes the connection without answering;
+POST /upload reads the body and answers its length; anything else is 200.
+"""
+
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, code, body=b"ok\n"):
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path.startswith("/status/"):
+            self.answer(int(path.rsplit("/", 1)[1]))
+        elif path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in (b"first ", b"second ", b"third\n"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                self.wfile.flush()
+                time.sleep(0.02)
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/slow":
+            time.sleep(0.3)
+            self.answer(200)
+        elif path == "/hang":
+            self.close_connection = True
+        else:
+            self.answer(200)
+
+    def do_HEAD(self):
+        self.answer(200)
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", "0"))
+        remaining = length
+        while remaining > 0:
+            got = self.rfile.read(min(remaining, 65536))
+            if not got:
+                break
+            remaining -= len(got)
+        self.answer(200, b"%d\n" % (length - remaining))
+
+
+def main():
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
