@@ -308,9 +308,15 @@ fn check(seen: &Seen, measured: &Measured, port: u16) {
     }
     assert_eq!(seen.attr("server.port"), Some(port.to_string()), "{path}");
     assert_eq!(seen.attr("client.address").as_deref(), Some("127.0.0.1"));
-    assert_eq!(seen.attr("network.peer.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        seen.attr("network.peer.address").as_deref(),
+        Some("127.0.0.1")
+    );
     assert_eq!(seen.attr("url.scheme").as_deref(), Some("http"));
-    assert_eq!(seen.attr("network.protocol.version").as_deref(), Some("1.1"));
+    assert_eq!(
+        seen.attr("network.protocol.version").as_deref(),
+        Some("1.1")
+    );
 }
 
 fn is_error(seen: &Seen) -> bool {
@@ -349,8 +355,18 @@ fn python_http_server_gets_one_span_per_request() {
     kept[0].status = Some(200);
     kept[1].status = Some(200);
     measured.extend(kept);
-    measured.extend(client(&ns, PORT, "urllib", &["/status/404", "/status/500", "/users/7/orders"]));
-    measured.extend(client(&ns, PORT, "keepalive", &["/keep/1", "/keep/2", "/chunked"]));
+    measured.extend(client(
+        &ns,
+        PORT,
+        "urllib",
+        &["/status/404", "/status/500", "/users/7/orders"],
+    ));
+    measured.extend(client(
+        &ns,
+        PORT,
+        "keepalive",
+        &["/keep/1", "/keep/2", "/chunked"],
+    ));
     let trace_id = "0af7651916cd43dd8448eb211c80319c";
     let parent_id = "b7ad6b7169203331";
     measured.extend(client(
@@ -363,7 +379,10 @@ fn python_http_server_gets_one_span_per_request() {
     measured.extend(client(&ns, PORT, "pipeline", &["10"]));
     measured.extend(client(&ns, PORT, "upload", &["1048576"]));
     let hang = client(&ns, PORT, "hang", &[]);
-    assert_eq!(hang[0].status, None, "the server answers /hang with nothing");
+    assert_eq!(
+        hang[0].status, None,
+        "the server answers /hang with nothing"
+    );
     measured.extend(hang);
     let disconnect = client(&ns, PORT, "disconnect", &[]);
 
@@ -384,7 +403,10 @@ fn python_http_server_gets_one_span_per_request() {
     assert_eq!(ok.attr("http.request.method").as_deref(), Some("GET"));
     assert_eq!(ok.attr("http.route").as_deref(), Some("/ok"));
     assert_eq!(ok.attr("server.address").as_deref(), Some("127.0.0.1"));
-    assert!(ok.attr("user_agent.original").is_some_and(|u| u.starts_with("curl/")));
+    assert!(
+        ok.attr("user_agent.original")
+            .is_some_and(|u| u.starts_with("curl/"))
+    );
     assert!(!is_error(ok));
     // The keep-alive pair shares a connection: the same client port.
     assert_eq!(
@@ -399,13 +421,19 @@ fn python_http_server_gets_one_span_per_request() {
         by_path(&spans, "/users/7/orders").span.name,
         "GET /users/{id}/orders"
     );
-    assert!(!is_error(by_path(&spans, "/status/404")), "a server 4xx is not an error");
+    assert!(
+        !is_error(by_path(&spans, "/status/404")),
+        "a server 4xx is not an error"
+    );
     assert!(is_error(by_path(&spans, "/status/500")));
     let traced = by_path(&spans, "/traced");
     assert_eq!(hex::encode(&traced.span.trace_id), trace_id);
     assert_eq!(hex::encode(&traced.span.parent_span_id), parent_id);
     let fresh = by_path(&spans, "/ok");
-    assert!(fresh.span.parent_span_id.is_empty(), "no traceparent: a root span");
+    assert!(
+        fresh.span.parent_span_id.is_empty(),
+        "no traceparent: a root span"
+    );
     assert_ne!(fresh.span.trace_id, traced.span.trace_id);
 
     let split = by_path(&spans, "/split");
@@ -427,7 +455,10 @@ fn python_http_server_gets_one_span_per_request() {
     assert_eq!(upload.attr("http.request.method").as_deref(), Some("POST"));
     for i in 0..10 {
         let pipelined = by_path(&spans, &format!("/pipelined/{i}"));
-        assert_eq!(pipelined.attr("http.response.status_code").as_deref(), Some("200"));
+        assert_eq!(
+            pipelined.attr("http.response.status_code").as_deref(),
+            Some("200")
+        );
     }
     let hung = by_path(&spans, "/hang");
     assert!(is_error(hung), "no response is an error");
@@ -477,7 +508,10 @@ fn hyper_server_spans_and_red_metrics() {
     }
     assert!(is_error(by_path(&spans, "/status/503")));
     assert_eq!(
-        by_path(&spans, "/a").resource.get("service.name").map(String::as_str),
+        by_path(&spans, "/a")
+            .resource
+            .get("service.name")
+            .map(String::as_str),
         Some("hyper-shop"),
         "OTEL_SERVICE_NAME of the process names the service"
     );
@@ -494,7 +528,11 @@ fn hyper_server_spans_and_red_metrics() {
             if let Some(last) = contents.metrics.last() {
                 for rm in &last.resource_metrics {
                     for sm in &rm.scope_metrics {
-                        for metric in sm.metrics.iter().filter(|m| m.name == "http.server.request.duration") {
+                        for metric in sm
+                            .metrics
+                            .iter()
+                            .filter(|m| m.name == "http.server.request.duration")
+                        {
                             if let Some(
                                 opentelemetry_proto::tonic::metrics::v1::metric::Data::Histogram(h),
                             ) = &metric.data
@@ -559,20 +597,31 @@ fn load_of_5000_requests_per_second_is_fully_accounted() {
             &[("exporter", "file/spans")],
         ) as u64
     };
-    let lost = |agent: &Collector| agent.metric("otelcol_ebpf_kernel_events_lost_total", &[]) as u64;
+    let lost =
+        |agent: &Collector| agent.metric("otelcol_ebpf_kernel_events_lost_total", &[]) as u64;
     // Every request is a span, or the loss counters say how many were not.
     let delivered = eventually(
         "a span per request, or counted losses",
         || (sent(&agent), lost(&agent)),
         |(sent, lost)| *sent >= ok || *lost > 0,
     );
-    assert_eq!(delivered, (ok, 0), "spans sent and kernel events lost, {report}");
     assert_eq!(
-        agent.metric("otelcol_receiver_accepted_spans_total", &[("receiver", "ebpf")]) as u64,
+        delivered,
+        (ok, 0),
+        "spans sent and kernel events lost, {report}"
+    );
+    assert_eq!(
+        agent.metric(
+            "otelcol_receiver_accepted_spans_total",
+            &[("receiver", "ebpf")]
+        ) as u64,
         ok
     );
     assert_eq!(
-        agent.metric("otelcol_receiver_refused_spans_total", &[("receiver", "ebpf")]) as u64,
+        agent.metric(
+            "otelcol_receiver_refused_spans_total",
+            &[("receiver", "ebpf")]
+        ) as u64,
         0
     );
 }
@@ -621,8 +670,11 @@ fn without_privileges_it_exits_naming_the_missing_capabilities() {
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, agent_config(18141).replace("{dir}", "/tmp")).expect("config");
     // Readable by the unprivileged user.
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
     let output = Command::new("setpriv")
         .args([
             "--reuid=65534",

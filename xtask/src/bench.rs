@@ -74,6 +74,7 @@
 
 mod children;
 mod contender;
+mod ebpf;
 mod gateway;
 mod probe;
 mod report;
@@ -250,6 +251,8 @@ pub(crate) struct ContenderResult {
 struct Layout {
     agent: PathBuf,
     gateway: PathBuf,
+    ebpf_agent: PathBuf,
+    http_bench: PathBuf,
     loadgen: PathBuf,
     sink: PathBuf,
     out_dir: PathBuf,
@@ -268,6 +271,8 @@ impl Layout {
         Layout {
             agent: release.join("agent-collector"),
             gateway: release.join("gateway-collector"),
+            ebpf_agent: release.join("ebpf-agent"),
+            http_bench: release.join("ebpf-http-bench"),
             loadgen: release.join("otel-loadgen"),
             sink: release.join("otel-sink"),
             log_dir: out_dir.join("logs"),
@@ -299,27 +304,31 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
             || args.only.iter().any(|o| o.baseline() == Some(*id))
     };
     let run_gateway = selected(&ContenderId::Gateway);
+    let run_ebpf = selected(&ContenderId::Ebpf);
     // The gateway has its own section; these go in the table.
     let contenders: Vec<ContenderId> = ContenderId::ALL
         .into_iter()
-        .filter(|id| selected(id) && !id.is_gateway())
+        .filter(|id| selected(id) && !id.has_own_section())
         .collect();
     let layout = Layout::new();
     std::fs::create_dir_all(&layout.log_dir)
         .with_context(|| format!("creating {}", layout.log_dir.display()))?;
 
     if !args.no_build {
+        let mut packages = vec!["-p", "collector", "-p", "loadgen"];
+        if run_ebpf {
+            packages.extend(["-p", "ebpf-agent"]);
+        }
         eprintln!(
-            "bench: building release binaries (cargo build --release -p collector -p loadgen)"
+            "bench: building release binaries (cargo build --release {})",
+            packages.join(" ")
         );
-        cmd::run_inherited(cmd::cargo().current_dir(paths::repo_root()).args([
-            "build",
-            "--release",
-            "-p",
-            "collector",
-            "-p",
-            "loadgen",
-        ]))?;
+        cmd::run_inherited(
+            cmd::cargo()
+                .current_dir(paths::repo_root())
+                .args(["build", "--release"])
+                .args(&packages),
+        )?;
     }
     let mut binaries = vec![&layout.loadgen, &layout.sink];
     if !contenders.is_empty() {
@@ -327,6 +336,10 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     if run_gateway {
         binaries.push(&layout.gateway);
+    }
+    if run_ebpf {
+        binaries.push(&layout.ebpf_agent);
+        binaries.push(&layout.http_bench);
     }
     for binary in binaries {
         if !cmd::is_executable(binary) {
@@ -436,16 +449,28 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         None
     };
 
+    let ebpf = if run_ebpf {
+        Some(ebpf::run(&mut bench)?)
+    } else {
+        None
+    };
+
     if !results.is_empty() {
         print!("{}", report::table(&settings, &results));
     }
     if let Some(gateway) = &gateway {
         print!("{}", gateway::table(&settings, gateway));
     }
+    if let Some(ebpf) = &ebpf {
+        print!("{}", ebpf::table(ebpf));
+    }
     let json_path = layout.out_dir.join("results.json");
     std::fs::write(
         &json_path,
-        format!("{}\n", report::json(&settings, &results, gateway.as_ref())),
+        format!(
+            "{}\n",
+            report::json(&settings, &results, gateway.as_ref(), ebpf.as_ref())
+        ),
     )
     .with_context(|| format!("writing {}", json_path.display()))?;
     println!(

@@ -25,8 +25,8 @@ pub(crate) struct ProbeSettings {
 
 /// Loaded and attached probes. Dropping it detaches them.
 pub(crate) struct Probe {
-    // Owns the programs and their links.
-    _ebpf: Ebpf,
+    /// Owns the programs and their links.
+    ebpf: Ebpf,
     pids: HashMap<MapData, u32, u32>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -100,7 +100,7 @@ impl Probe {
         let counters = take(&mut ebpf, MAP_COUNTERS)?;
         Ok((
             Probe {
-                _ebpf: ebpf,
+                ebpf,
                 pids,
                 counters,
             },
@@ -120,6 +120,22 @@ impl Probe {
         // Absent already is fine: the kernel may have reused nothing, we
         // just forget it.
         let _ = self.pids.remove(&tgid);
+    }
+
+    /// What the kernel measured of the programs, summed over them: run time
+    /// in nanoseconds and runs. Both stay 0 unless
+    /// `kernel.bpf_stats_enabled` is 1 (off by default: the kernel then
+    /// skips the clock reads).
+    pub(crate) fn run_stats(&self) -> (u64, u64) {
+        self.ebpf
+            .programs()
+            .filter_map(|(_, program)| program.info().ok())
+            .fold((0, 0), |(time, runs), info| {
+                (
+                    time + u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                    runs + info.run_count(),
+                )
+            })
     }
 
     /// The programs' loss counters, summed over CPUs.

@@ -89,6 +89,7 @@ impl Scanner {
     /// Rescans every interval until `stop` turns true.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut last = Counters::default();
+        let mut last_stats = (0, 0);
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -100,9 +101,16 @@ impl Scanner {
             self.apply(next);
             let now = lock(&self.probe).counters();
             self.mirror_counters(&mut last, now);
+            self.mirror_run_stats(&mut last_stats);
         }
         let now = lock(&self.probe).counters();
         self.mirror_counters(&mut last, now);
+    }
+
+    fn mirror_run_stats(&self, last: &mut (u64, u64)) {
+        let (time, runs) = lock(&self.probe).run_stats();
+        follow(&self.telemetry.probe_run_time_ns, &mut last.0, time);
+        follow(&self.telemetry.probe_runs, &mut last.1, runs);
     }
 
     fn mirror_counters(&self, last: &mut Counters, now: Counters) {

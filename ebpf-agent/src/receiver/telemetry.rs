@@ -27,6 +27,9 @@ pub(crate) struct Telemetry {
     pub(crate) connections_evicted: Counter,
     pub(crate) red_series_dropped: Counter,
     pub(crate) processes: Gauge,
+    /// The kernel's run statistics of the probes (with `bpf_stats_enabled`).
+    pub(crate) probe_run_time_ns: Counter,
+    pub(crate) probe_runs: Counter,
 }
 
 impl Telemetry {
@@ -101,6 +104,14 @@ impl Telemetry {
                 "otelcol_ebpf_instrumented_processes",
                 "Processes currently instrumented.",
                 &[("receiver", receiver)],
+            ),
+            probe_run_time_ns: ours(
+                "otelcol_ebpf_probe_run_time_ns",
+                "Nanoseconds the probes ran in the kernel (0 unless kernel.bpf_stats_enabled=1).",
+            ),
+            probe_runs: ours(
+                "otelcol_ebpf_probe_runs",
+                "Runs of the probes (0 unless kernel.bpf_stats_enabled=1).",
             ),
         }
     }

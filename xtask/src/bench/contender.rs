@@ -37,10 +37,12 @@ pub(crate) enum ContenderId {
     LoadbalancingGzip,
     /// Our gateway-collector with tail_sampling (its own section, after the table).
     Gateway,
+    /// The eBPF agent (its own section, after the gateway's).
+    Ebpf,
 }
 
 impl ContenderId {
-    pub(crate) const ALL: [ContenderId; 7] = [
+    pub(crate) const ALL: [ContenderId; 8] = [
         ContenderId::Floor,
         ContenderId::Rotel,
         ContenderId::AgentGzip,
@@ -48,6 +50,7 @@ impl ContenderId {
         ContenderId::Loadbalancing,
         ContenderId::LoadbalancingGzip,
         ContenderId::Gateway,
+        ContenderId::Ebpf,
     ];
 
     /// The name on the command line and in results.json.
@@ -60,6 +63,7 @@ impl ContenderId {
             ContenderId::Loadbalancing => "loadbalancing",
             ContenderId::LoadbalancingGzip => "loadbalancing-gzip",
             ContenderId::Gateway => "gateway",
+            ContenderId::Ebpf => "ebpf",
         }
     }
 
@@ -73,6 +77,7 @@ impl ContenderId {
             ContenderId::Loadbalancing => "loadbalancing (none)",
             ContenderId::LoadbalancingGzip => "loadbalancing (gzip)",
             ContenderId::Gateway => "gateway (tail_sampling)",
+            ContenderId::Ebpf => "ebpf agent",
         }
     }
 
@@ -80,9 +85,9 @@ impl ContenderId {
         self == ContenderId::Rotel
     }
 
-    /// Measured in the gateway section (see `gateway.rs`), not in the table.
-    pub(crate) fn is_gateway(self) -> bool {
-        self == ContenderId::Gateway
+    /// Measured in its own section after the table (`gateway.rs`, `ebpf.rs`).
+    pub(crate) fn has_own_section(self) -> bool {
+        matches!(self, ContenderId::Gateway | ContenderId::Ebpf)
     }
 
     /// Sends to the [`LB_BACKENDS`] backend sinks instead of the one sink.
@@ -134,6 +139,7 @@ pub(crate) fn describe(id: ContenderId) -> String {
             id.compression()
         ),
         ContenderId::Gateway => super::gateway::describe(),
+        ContenderId::Ebpf => super::ebpf::describe(),
     }
 }
 
@@ -297,8 +303,8 @@ pub(crate) fn command(
             command.arg("--config").arg(&config);
             command
         }
-        ContenderId::Gateway => {
-            bail!("the gateway is measured in its own section (bench/gateway.rs)")
+        ContenderId::Gateway | ContenderId::Ebpf => {
+            bail!("{} is measured in its own section", id.name())
         }
     })
 }

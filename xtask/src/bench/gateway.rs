@@ -227,7 +227,7 @@ impl Scrape {
 
     /// The sum of the series named `name` (or `name_total`) carrying every
     /// label of `filter`; 0 when there is none.
-    fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
         let total = format!("{name}_total");
         self.series
             .iter()

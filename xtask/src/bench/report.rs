@@ -352,6 +352,7 @@ pub(crate) fn json(
     settings: &Settings,
     results: &[ContenderResult],
     gateway: Option<&GatewayResult>,
+    ebpf: Option<&super::ebpf::EbpfResult>,
 ) -> Json {
     let rotel = find(results, ContenderId::Rotel);
     let floor = find(results, ContenderId::Floor);
@@ -438,6 +439,7 @@ pub(crate) fn json(
         ),
         ("contenders", Json::Array(contenders)),
         ("gateway", gateway.map_or(Json::Null, super::gateway::json)),
+        ("ebpf", ebpf.map_or(Json::Null, super::ebpf::json)),
     ])
 }
 
