@@ -120,8 +120,8 @@ pub(crate) struct Resolved {
     pub(crate) exclude_executables: Vec<String>,
     pub(crate) capture_bytes: u32,
     pub(crate) service_name: Option<String>,
-    pub(crate) kube_enabled: bool,
-    pub(crate) node_name: Option<String>,
+    /// The node whose pods are watched, when `kube_metadata` is enabled.
+    pub(crate) kube_node: Option<String>,
 }
 
 impl EbpfReceiverConfig {
@@ -166,6 +166,22 @@ impl EbpfReceiverConfig {
         let kube_enabled = self.kube_metadata.enabled.unwrap_or_else(|| {
             env("OTEL_EBPF_KUBE_METADATA_ENABLE").is_some_and(|v| v.eq_ignore_ascii_case("true"))
         });
+        let kube_node = if kube_enabled {
+            let node = self
+                .kube_metadata
+                .node_name
+                .clone()
+                .or_else(|| env("KUBE_NODE_NAME"))
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "kube_metadata.node_name",
+                        "the node whose pods to watch is needed with kube_metadata enabled: set node_name or KUBE_NODE_NAME (the chart sets it from spec.nodeName)",
+                    )
+                })?;
+            Some(node)
+        } else {
+            None
+        };
         Ok(Resolved {
             ports,
             executable_paths: self.executable_paths.clone(),
@@ -178,12 +194,7 @@ impl EbpfReceiverConfig {
                 .service_name
                 .clone()
                 .or_else(|| env("OTEL_EBPF_SERVICE_NAME")),
-            kube_enabled,
-            node_name: self
-                .kube_metadata
-                .node_name
-                .clone()
-                .or_else(|| env("KUBE_NODE_NAME")),
+            kube_node,
         })
     }
 }

@@ -11,6 +11,7 @@ mod config;
 mod default_config;
 mod events;
 mod http;
+mod pods;
 mod probe;
 mod process;
 mod receiver;

@@ -1,8 +1,10 @@
 //! The OTLP resource of an instrumented process.
 
 use crate::attributes::{int, string};
+use crate::pods::PodIndex;
 use crate::process::ProcessInfo;
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use std::sync::Arc;
 
 /// Pod metadata of a process, when running in Kubernetes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,6 +34,16 @@ pub(crate) struct ResourceSettings {
     pub(crate) service_name: Option<String>,
     /// `host.name`.
     pub(crate) host_name: String,
+    /// This node's pods, with `kube_metadata` enabled.
+    pub(crate) pods: Option<Arc<PodIndex>>,
+}
+
+impl ResourceSettings {
+    /// Changes whenever a resource built now could differ from one built
+    /// before for the same process (the pod index changed).
+    pub(crate) fn generation(&self) -> u64 {
+        self.pods.as_ref().map_or(0, |p| p.generation())
+    }
 }
 
 /// The service name of a process: the agent's setting, else the process's
@@ -50,12 +62,15 @@ pub(crate) fn service_name(
         .unwrap_or_else(|| process.exe_name.clone())
 }
 
-/// The resource of a process.
-pub(crate) fn resource(
-    settings: &ResourceSettings,
-    process: &ProcessInfo,
-    pod: Option<&PodMetadata>,
-) -> Resource {
+/// The resource of a process, with its pod's metadata when the pod index
+/// knows its container.
+pub(crate) fn resource(settings: &ResourceSettings, process: &ProcessInfo) -> Resource {
+    let pod = settings
+        .pods
+        .as_ref()
+        .zip(process.container_id.as_deref())
+        .and_then(|(pods, id)| pods.get(id));
+    let pod = pod.as_deref();
     let mut attributes = vec![
         string("service.name", service_name(settings, process, pod)),
         int("process.pid", i64::from(process.pid)),

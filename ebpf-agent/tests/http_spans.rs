@@ -43,12 +43,17 @@ fn can_run() -> bool {
 }
 
 fn agent_config(port: u16) -> String {
+    agent_config_with(port, "")
+}
+
+/// The agent's config with `extra` (indented YAML) under `receivers.ebpf`.
+fn agent_config_with(port: u16, extra: &str) -> String {
     format!(
         r#"
 receivers:
   ebpf:
     open_ports: "{port}"
-    metrics:
+{extra}    metrics:
       interval: 1s
 exporters:
   file/spans:
@@ -117,12 +122,16 @@ impl Server {
         Server::start(command)
     }
 
-    fn hyper(ns: &NetNs, port: u16, service_name: &str) -> Server {
+    /// The hyper server, with `OTEL_SERVICE_NAME` in its environment when
+    /// `service_name` is given.
+    fn hyper(ns: &NetNs, port: u16, service_name: Option<&str>) -> Server {
         let mut command = ns.command(BENCH);
         command
             .args(["serve", "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .env("OTEL_SERVICE_NAME", service_name);
+            .arg(format!("127.0.0.1:{port}"));
+        if let Some(name) = service_name {
+            command.env("OTEL_SERVICE_NAME", name);
+        }
         Server::start(command)
     }
 
@@ -491,7 +500,7 @@ fn hyper_server_spans_and_red_metrics() {
     }
     const PORT: u16 = 18111;
     let ns = NetNs::create("ebpf-hyper");
-    let server = Server::hyper(&ns, PORT, "hyper-shop");
+    let server = Server::hyper(&ns, PORT, Some("hyper-shop"));
     let agent = start_agent(PORT);
     wait_instrumented(&agent, server.pid());
 
@@ -564,7 +573,7 @@ fn load_of_5000_requests_per_second_is_fully_accounted() {
     }
     const PORT: u16 = 18121;
     let ns = NetNs::create("ebpf-load");
-    let server = Server::hyper(&ns, PORT, "load-target");
+    let server = Server::hyper(&ns, PORT, Some("load-target"));
     let config = agent_config(PORT).replace(
         "path: \"{dir}/spans.json\"",
         "path: \"{dir}/spans.pb\"\n    format: proto",
@@ -638,7 +647,7 @@ fn processes_that_start_later_are_picked_up_and_exited_ones_forgotten() {
         agent.metric("otelcol_ebpf_instrumented_processes", &[]),
         0.0
     );
-    let server = Server::hyper(&ns, PORT, "late-starter");
+    let server = Server::hyper(&ns, PORT, Some("late-starter"));
     let pid = server.pid();
     let started = std::time::Instant::now();
     wait_instrumented(&agent, pid);
@@ -693,5 +702,128 @@ fn without_privileges_it_exits_naming_the_missing_capabilities() {
     assert!(
         stderr.contains("CAP_BPF") && stderr.contains("CAP_PERFMON"),
         "names the capabilities: {stderr}"
+    );
+}
+
+/// A cgroup whose path carries a container ID, as a container runtime makes
+/// one; removed when dropped (after its processes exited).
+struct ContainerCgroup {
+    path: PathBuf,
+}
+
+impl ContainerCgroup {
+    /// Moves `pid` into `<cgroup2 root>/olly-test-<id>/cri-containerd-<id>.scope`.
+    fn enter(pid: u32, id: &str) -> ContainerCgroup {
+        // cgroup v2, alone or beside v1 (hybrid: the unified hierarchy).
+        let root = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.join("cgroup.procs").exists())
+            .expect("a cgroup v2 hierarchy");
+        let path = root.join(format!("olly-test-{}", std::process::id()));
+        let scope = path.join(format!("cri-containerd-{id}.scope"));
+        std::fs::create_dir_all(&scope).expect("create the cgroup");
+        std::fs::write(scope.join("cgroup.procs"), pid.to_string()).expect("move into the cgroup");
+        ContainerCgroup { path }
+    }
+}
+
+impl Drop for ContainerCgroup {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for entry in entries.flatten() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+#[test]
+fn kubernetes_pod_metadata_from_the_api_by_container_id() {
+    if !can_run() {
+        return;
+    }
+    const PORT: u16 = 18151;
+    const NODE: &str = "test-node-1";
+    let container_id = "4f2a".repeat(16);
+    let api = testkit::kube_api::FakeKubeApi::start();
+    api.apply(
+        "/api/v1/pods",
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "shop-6c8d9f7b5-k2v9x",
+                "namespace": "demo",
+                "uid": "7e1d2c3b-0000-4000-8000-000000000001",
+                "labels": {"pod-template-hash": "6c8d9f7b5", "app.kubernetes.io/name": "shop"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                                     "name": "shop-6c8d9f7b5", "uid": "rs-1", "controller": true}]
+            },
+            "spec": {"nodeName": NODE, "containers": [{"name": "web"}]},
+            "status": {"containerStatuses": [{
+                "name": "web", "containerID": format!("containerd://{container_id}"),
+                "image": "shop", "imageID": "", "ready": true, "restartCount": 0
+            }]}
+        }),
+    );
+    let ns = NetNs::create("ebpf-kube");
+    let server = Server::hyper(&ns, PORT, None);
+    let _cgroup = ContainerCgroup::enter(server.pid(), &container_id);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.kubeconfig(&kubeconfig);
+    let mut command = Command::new(AGENT);
+    command.env("KUBECONFIG", &kubeconfig);
+    let config = agent_config_with(
+        PORT,
+        &format!("    kube_metadata:\n      enabled: true\n      node_name: {NODE}\n"),
+    );
+    let agent = Collector::spawn(command, "ebpf-agent", &config, &[]);
+    agent.wait_for_log("the pods listed", |v| {
+        v["message"] == "kube_metadata: pods of this node listed" && v["pods"] == 1
+    });
+    wait_instrumented(&agent, server.pid());
+    assert!(
+        api.requests().iter().any(|r| r.starts_with("/api/v1/pods?")
+            && r.contains("fieldSelector=spec.nodeName%3Dtest-node-1")),
+        "the watch is limited to this node: {:?}",
+        api.requests()
+    );
+
+    curl(&ns, PORT, &["/in-a-pod"], &[]);
+    let spans = wait_spans(&agent, 1);
+    let resource = &by_path(&spans, "/in-a-pod").resource;
+    let get = |k: &str| resource.get(k).map(String::as_str);
+    assert_eq!(get("container.id"), Some(container_id.as_str()));
+    assert_eq!(get("k8s.namespace.name"), Some("demo"));
+    assert_eq!(get("k8s.pod.name"), Some("shop-6c8d9f7b5-k2v9x"));
+    assert_eq!(
+        get("k8s.pod.uid"),
+        Some("7e1d2c3b-0000-4000-8000-000000000001")
+    );
+    assert_eq!(get("k8s.node.name"), Some(NODE));
+    assert_eq!(get("k8s.deployment.name"), Some("shop"));
+    assert_eq!(get("k8s.container.name"), Some("web"));
+    assert_eq!(
+        get("service.name"),
+        Some("shop"),
+        "without OTEL_SERVICE_NAME, the pod's app.kubernetes.io/name names the service"
+    );
+
+    // A pod deleted from the API no longer describes the process.
+    api.delete("/api/v1/pods", "shop-6c8d9f7b5-k2v9x");
+    eventually(
+        "the deleted pod's metadata gone",
+        || {
+            curl(&ns, PORT, &["/after-delete"], &[]);
+            spans_in(&agent.path("spans.json"))
+                .iter()
+                .filter(|s| s.attr("url.path").as_deref() == Some("/after-delete"))
+                .any(|s| !s.resource.contains_key("k8s.pod.name"))
+        },
+        |gone| *gone,
     );
 }

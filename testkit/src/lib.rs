@@ -6,6 +6,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod kube_api;
 pub mod netns;
 
 use collector_core::pdata::json;

@@ -49,7 +49,8 @@ pub(crate) struct EventsLoop {
 
 struct State {
     retired: HashMap<u32, (Arc<ProcessInfo>, Instant)>,
-    resource_cache: HashMap<u32, (Arc<ProcessInfo>, Resource)>,
+    /// By pid: the process and pod-index generation it was built for.
+    resource_cache: HashMap<u32, (Arc<ProcessInfo>, u64, Resource)>,
     clock: BootClock,
     clock_measured: Instant,
     ids: IdGenerator,
@@ -201,15 +202,17 @@ impl EventsLoop {
         let process = self
             .process(pid, state)
             .unwrap_or_else(|| Arc::new(unknown_process(pid)));
-        if let Some((cached, resource)) = state.resource_cache.get(&pid)
+        let generation = self.resources.generation();
+        if let Some((cached, built_at, resource)) = state.resource_cache.get(&pid)
             && Arc::ptr_eq(cached, &process)
+            && *built_at == generation
         {
             return resource.clone();
         }
-        let resource = resource::resource(&self.resources, &process, None);
+        let resource = resource::resource(&self.resources, &process);
         state
             .resource_cache
-            .insert(pid, (process, resource.clone()));
+            .insert(pid, (process, generation, resource.clone()));
         resource
     }
 

@@ -10,6 +10,7 @@ mod telemetry;
 
 use crate::config::{EbpfReceiverConfig, Resolved};
 use crate::http::{Assembler, AssemblerConfig};
+use crate::pods::PodIndex;
 use crate::probe::{Probe, ProbeSettings};
 use crate::process::scan::{Selection, Selector};
 use crate::red::RedMetrics;
@@ -140,16 +141,16 @@ impl Lifecycle for EbpfReceiver {
         let (deadline_tx, deadline_rx) = watch::channel(None);
         let selection: Arc<RwLock<Selection>> = Arc::default();
         let (retired_tx, retired_rx) = mpsc::unbounded_channel();
+        let pods = self
+            .resolved
+            .kube_node
+            .as_ref()
+            .map(|node| (node.clone(), Arc::new(PodIndex::default())));
         let resources = ResourceSettings {
             service_name: self.resolved.service_name.clone(),
             host_name: resource::host_name(),
+            pods: pods.as_ref().map(|(_, index)| Arc::clone(index)),
         };
-        if self.resolved.kube_enabled {
-            tracing::warn!(
-                node = ?self.resolved.node_name,
-                "kube_metadata is enabled but this build has no Kubernetes metadata source yet; resources carry container.id only"
-            );
-        }
 
         // Select what already runs before reporting started.
         let scanner = Scanner {
@@ -171,6 +172,13 @@ impl Lifecycle for EbpfReceiver {
 
         let mut producers = Vec::new();
         let mut senders = Vec::new();
+        if let Some((node, index)) = pods {
+            producers.push(tokio::spawn(crate::pods::watch(
+                node,
+                index,
+                stop_rx.clone(),
+            )));
+        }
         let spans_tx = self.consumers.traces.clone().map(|consumer| {
             let capacity = (self.config.queue_size / SPANS_PER_BATCH).max(1);
             let (tx, rx) = mpsc::channel::<Payload>(capacity);
@@ -288,7 +296,7 @@ async fn export_red(
             red.export(now, |pid| {
                 selection
                     .get(&pid)
-                    .map(|process| resource::resource(&resources, process, None))
+                    .map(|process| resource::resource(&resources, process))
             })
         };
         if !request.resource_metrics.is_empty()
