@@ -229,6 +229,13 @@ exporters:
   load_balancing/alias:
     routing_key: service
     resolver: {static: {hostnames: ["[::1]:4317"]}}
+  loadbalancing/k8s:
+    resolver:
+      k8s:
+        service: lb-svc.kube-public
+        ports: [15317, 16317]
+        timeout: 2s
+        return_hostnames: true
 extensions:
   health_check:
     endpoint: 0.0.0.0:13133
@@ -259,7 +266,7 @@ service:
       exporters: [otlp_grpc/alias, otlp/persistent, otlphttp/full, otlp_http/alias]
     traces/balanced:
       receivers: [otlp]
-      exporters: [loadbalancing/gateway, loadbalancing/static, load_balancing/alias]
+      exporters: [loadbalancing/gateway, loadbalancing/static, load_balancing/alias, loadbalancing/k8s]
     metrics/balanced:
       receivers: [otlp]
       exporters: [loadbalancing/gateway, loadbalancing/streams]
@@ -289,9 +296,9 @@ fn old_metrics_address_form_is_accepted() {
 /// (config, expected path, expected words in the message)
 const BAD: &[(&str, &str, &str)] = &[
     (
-        "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: , loadbalancing: {resolver: {k8s: {service: lb-svc.kube-public, ports: [4317]}}}}",
-        "exporters.loadbalancing.resolver.k8s",
-        "k8s resolver is not supported yet",
+        "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: , loadbalancing: {resolver: {k8s: {ports: [4317]}}}}",
+        "exporters.loadbalancing.resolver.k8s.service",
+        "must be set",
     ),
     (
         "receivers: {otlp: {protocols: {grpc: }}}\nexporters: {debug: , loadbalancing: {resolver: {static: {hostnames: [a:4317]}, dns: {hostname: b}}}}",

@@ -61,7 +61,7 @@ pub struct ResolverConfig {
     pub static_list: Option<StaticResolver>,
     /// The addresses (A and AAAA) of a DNS name, resolved periodically.
     pub dns: Option<DnsResolver>,
-    /// The endpoints of a Kubernetes Service. Not supported yet.
+    /// The ready endpoints of a Kubernetes Service, watched through the API.
     pub k8s: Option<K8sResolver>,
     /// AWS Cloud Map. Not supported.
     pub aws_cloud_map: Option<serde::de::IgnoredAny>,
@@ -104,18 +104,21 @@ impl Default for DnsResolver {
     }
 }
 
-/// `resolver.k8s`: accepted and checked, but not supported yet.
+/// `resolver.k8s`: the ready addresses of a Service's EndpointSlices,
+/// watched through the Kubernetes API.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct K8sResolver {
-    /// `name[.namespace]` of the Service.
+    /// `name[.namespace]` of the Service; without a namespace, the pod's own
+    /// (from its service account), else `default`.
     pub service: String,
     /// The ports to send to (default 4317); each makes a backend per address.
     pub ports: Vec<u16>,
-    /// Limit of one API call (default 1s).
+    /// Limit of connecting to the API server, and how long start-up waits
+    /// for the first list of endpoints (default 1s).
     #[serde(with = "duration")]
     pub timeout: Duration,
-    /// Use the pods' hostnames instead of their addresses.
+    /// Use the endpoints' `hostname` instead of their addresses.
     pub return_hostnames: bool,
 }
 
@@ -311,6 +314,22 @@ pub(crate) enum Resolver {
         interval: Duration,
         timeout: Duration,
     },
+    /// A Kubernetes Service's EndpointSlices.
+    K8s(K8sService),
+}
+
+/// `resolver.k8s`, checked and with defaults applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct K8sService {
+    /// The Service's name (the `kubernetes.io/service-name` label's value).
+    pub(crate) name: String,
+    /// The namespace written after the name; `None`: the pod's own, found
+    /// when the resolver starts.
+    pub(crate) namespace: Option<String>,
+    /// Each address makes one backend per port.
+    pub(crate) ports: Vec<u16>,
+    pub(crate) timeout: Duration,
+    pub(crate) return_hostnames: bool,
 }
 
 impl Resolver {
@@ -319,6 +338,7 @@ impl Resolver {
         match self {
             Resolver::Static(_) => "static",
             Resolver::Dns { .. } => "dns",
+            Resolver::K8s(_) => "k8s",
         }
     }
 }
@@ -420,11 +440,7 @@ impl LoadBalancingConfig {
             return dns_resolver(dns).map_err(|e| e.under("resolver.dns"));
         }
         if let Some(k8s) = &r.k8s {
-            check_k8s(k8s).map_err(|e| e.under("resolver.k8s"))?;
-            return Err(ConfigError::new(
-                "resolver.k8s",
-                "k8s resolver is not supported yet (use the dns resolver with the Service's headless name)",
-            ));
+            return k8s_resolver(k8s).map_err(|e| e.under("resolver.k8s"));
         }
         Err(ConfigError::new(
             "resolver.aws_cloud_map",
@@ -507,11 +523,25 @@ fn dns_resolver(dns: &DnsResolver) -> Result<Resolver, ConfigError> {
     })
 }
 
-fn check_k8s(k8s: &K8sResolver) -> Result<(), ConfigError> {
-    if k8s.service.trim().is_empty() {
+fn k8s_resolver(k8s: &K8sResolver) -> Result<Resolver, ConfigError> {
+    let service = k8s.service.trim();
+    if service.is_empty() {
         return Err(ConfigError::new(
             "service",
             "must be set (name[.namespace] of the Service)",
+        ));
+    }
+    // As otelcol: everything after the first dot is the namespace.
+    let (name, namespace) = match service.split_once('.') {
+        Some((name, namespace)) => (name, Some(namespace)),
+        None => (service, None),
+    };
+    if !is_dns_label(name) || !namespace.is_none_or(is_dns_label) {
+        return Err(ConfigError::new(
+            "service",
+            format!(
+                "{service:?} is not name[.namespace] of a Service (lowercase letters, digits and '-')"
+            ),
         ));
     }
     if let Some(i) = k8s.ports.iter().position(|p| *p == 0) {
@@ -520,7 +550,36 @@ fn check_k8s(k8s: &K8sResolver) -> Result<(), ConfigError> {
             "must be a port number (1-65535)",
         ));
     }
-    Ok(())
+    let mut ports = k8s.ports.clone();
+    if ports.is_empty() {
+        ports.push(DEFAULT_PORT);
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(Resolver::K8s(K8sService {
+        name: name.to_string(),
+        namespace: namespace.map(str::to_string),
+        ports,
+        // Zero means the default, as in otelcol.
+        timeout: if k8s.timeout.is_zero() {
+            DEFAULT_DNS_TIMEOUT
+        } else {
+            k8s.timeout
+        },
+        return_hostnames: k8s.return_hostnames,
+    }))
+}
+
+/// A Kubernetes object name of the DNS-label kind (Services and namespaces):
+/// it goes into a label selector and a URL path, so nothing else may pass.
+pub(crate) fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
 }
 
 #[cfg(test)]
@@ -608,11 +667,6 @@ protocol:
             .unwrap_err();
         assert_eq!(err.path, "resolver");
         assert!(err.message.contains("only one"), "{err}");
-        let err = parse("resolver: {k8s: {service: lb-svc.kube-public, ports: [15317, 16317], timeout: 2s, return_hostnames: true}}")
-            .validate()
-            .unwrap_err();
-        assert_eq!(err.path, "resolver.k8s");
-        assert!(err.message.contains("k8s resolver is not supported yet"));
         let err = parse("resolver: {k8s: {ports: [1]}}")
             .validate()
             .unwrap_err();
@@ -630,6 +684,59 @@ protocol:
         assert_eq!(err.path, "resolver.static.hostnames");
         let err = parse("resolver: {dns: {port: 1}}").validate().unwrap_err();
         assert_eq!(err.path, "resolver.dns.hostname");
+    }
+
+    #[test]
+    fn k8s_resolver_keys_and_defaults() {
+        let config = parse(
+            "resolver: {k8s: {service: lb-svc.kube-public, ports: [16317, 15317], timeout: 2s, return_hostnames: true}}",
+        );
+        config.validate().unwrap();
+        assert_eq!(
+            config.resolver().unwrap(),
+            Resolver::K8s(K8sService {
+                name: "lb-svc".into(),
+                namespace: Some("kube-public".into()),
+                ports: vec![15317, 16317],
+                timeout: Duration::from_secs(2),
+                return_hostnames: true,
+            })
+        );
+        assert_eq!(config.resolver().unwrap().label(), "k8s");
+        let config = parse("resolver: {k8s: {service: gateway}}");
+        assert_eq!(
+            config.resolver().unwrap(),
+            Resolver::K8s(K8sService {
+                name: "gateway".into(),
+                namespace: None,
+                ports: vec![4317],
+                timeout: Duration::from_secs(1),
+                return_hostnames: false,
+            })
+        );
+        // An empty list and a zero timeout mean the defaults.
+        let config = parse("resolver: {k8s: {service: gateway.otel, ports: [], timeout: 0s}}");
+        let Resolver::K8s(service) = config.resolver().unwrap() else {
+            panic!()
+        };
+        assert_eq!(service.ports, [4317]);
+        assert_eq!(service.timeout, Duration::from_secs(1));
+        for bad in ["'Gateway.otel'", "'gw/x'", "'gw.'", "'-gw'", "'gw,a=b'"] {
+            let err = parse(&format!("resolver: {{k8s: {{service: {bad}}}}}"))
+                .validate()
+                .unwrap_err();
+            assert_eq!(err.path, "resolver.k8s.service", "{bad}");
+        }
+        let err = parse("resolver: {k8s: {service: gw, ports: [4317, 0]}}")
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.path, "resolver.k8s.ports[1]");
+        assert!(
+            serde_yaml_ng::from_str::<LoadBalancingConfig>(
+                "resolver: {k8s: {service: gw, ports: [70000]}}"
+            )
+            .is_err()
+        );
     }
 
     #[test]

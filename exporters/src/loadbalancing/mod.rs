@@ -178,6 +178,53 @@ impl LoadBalancingExporter {
     pub fn resolved_endpoints(&self) -> Vec<Endpoint> {
         self.balancer.resolved()
     }
+
+    /// Starts the resolver: resolves once (DNS, static) or starts watching
+    /// the Service's EndpointSlices through `kube_client` (else a client
+    /// from the environment) and waits up to `resolver.k8s.timeout` for the
+    /// first list; then starts the resolver task (re-resolution and the
+    /// end of quarantines).
+    async fn start_resolving(
+        &self,
+        kube_client: Option<kube::Client>,
+    ) -> Result<(), ComponentError> {
+        if let Resolver::K8s(service) = &self.resolver {
+            let client = match kube_client {
+                Some(client) => client,
+                None => resolver::k8s::client(service.timeout).await.map_err(|e| {
+                    self.balancer.lb_metrics.resolutions_failed.inc();
+                    ComponentError::new(format!("exporter {}: resolver.k8s: {e}", self.balancer.id))
+                })?,
+            };
+            let namespace = resolver::k8s::namespace(service);
+            let (synced, first_list) = tokio::sync::oneshot::channel();
+            self.balancer.tasks.spawn(resolver::k8s::watch(
+                self.balancer.clone(),
+                client,
+                service.clone(),
+                namespace.clone(),
+                Some(synced),
+            ));
+            if tokio::time::timeout(service.timeout, first_list)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    exporter = %self.balancer.id,
+                    service = %service.name,
+                    %namespace,
+                    timeout = ?service.timeout,
+                    "no EndpointSlice list yet; starting without backends (data waits for them)"
+                );
+            }
+        } else {
+            resolver::resolve_once(&self.balancer, &self.resolver).await;
+        }
+        self.balancer
+            .tasks
+            .spawn(resolver::run(self.balancer.clone(), self.resolver.clone()));
+        Ok(())
+    }
 }
 
 /// The engine's settings from the config: see the module docs for how the
@@ -227,13 +274,11 @@ impl Consumer for LoadBalancingExporter {
 #[async_trait]
 impl Lifecycle for LoadBalancingExporter {
     /// Resolves the backends once (a failure is logged, not fatal: the
-    /// resolver keeps trying) and starts the resolver task.
+    /// resolver keeps trying) and starts the resolver task. The `k8s`
+    /// resolver needs a Kubernetes API: without one, start fails (as
+    /// otelcol's does).
     async fn start(&self) -> Result<(), ComponentError> {
-        resolver::resolve_once(&self.balancer, &self.resolver).await;
-        self.balancer
-            .tasks
-            .spawn(resolver::run(self.balancer.clone(), self.resolver.clone()));
-        Ok(())
+        self.start_resolving(None).await
     }
 
     async fn shutdown(&self, deadline: std::time::Instant) -> Result<(), ComponentError> {

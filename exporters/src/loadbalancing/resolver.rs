@@ -1,6 +1,10 @@
-//! Where the backends come from: a fixed list, or the A and AAAA records of
+//! Where the backends come from: a fixed list, the A and AAAA records of
 //! a DNS name resolved every `interval` (through the system resolver, which
-//! follows /etc/resolv.conf). Also runs the timer that ends quarantines.
+//! follows /etc/resolv.conf), or a Kubernetes Service's EndpointSlices
+//! watched through the API ([`k8s`]). Also runs the timer that ends
+//! quarantines.
+
+pub(crate) mod k8s;
 
 use super::balancer::Balancer;
 use super::config::{DEFAULT_PORT, Endpoint, Resolver};
@@ -78,6 +82,8 @@ pub(crate) async fn resolve_once(balancer: &Arc<Balancer>, resolver: &Resolver) 
                 false
             }
         },
+        // Watched, not resolved: `k8s::watch` sets the backends on every change.
+        Resolver::K8s(_) => true,
     }
 }
 
@@ -86,7 +92,7 @@ pub(crate) async fn resolve_once(balancer: &Arc<Balancer>, resolver: &Resolver) 
 pub(crate) async fn run(balancer: Arc<Balancer>, resolver: Resolver) {
     let interval = match &resolver {
         Resolver::Dns { interval, .. } => Some(*interval),
-        Resolver::Static(_) => None,
+        Resolver::Static(_) | Resolver::K8s(_) => None,
     };
     let mut next_resolve = interval.map(|i| Instant::now() + i);
     loop {

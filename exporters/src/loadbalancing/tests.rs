@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::pin;
 use tokio::sync::Notify;
 
+mod k8s_resolver;
+
 // ---------------------------------------------------------------- data
 
 /// Trace IDs from a fixed pseudo-random sequence.
