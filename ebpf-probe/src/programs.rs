@@ -52,6 +52,8 @@ const BUF_PLAIN: u32 = 0;
 const BUF_IOVEC: u32 = 1;
 const BUF_MSGHDR: u32 = 2;
 const BUF_SOCKADDR: u32 = 3;
+/// Bytes that come from a file (`sendfile`): counted, nothing to copy.
+const BUF_NONE: u32 = 4;
 
 /// A syscall between its enter and exit.
 #[repr(C)]
@@ -356,6 +358,7 @@ fn first_piece(pending: &Pending, transferred: u64) -> Option<(u64, u64)> {
         BUF_IOVEC => pending.ptr,
         // struct msghdr: msg_name(8) msg_namelen(4+4) msg_iov(8) ...
         BUF_MSGHDR => read_user::<u64>(pending.ptr + 16)?,
+        // BUF_NONE: a byte count without a user buffer.
         _ => return None,
     };
     let iov = read_user::<Iovec>(iov_ptr)?;
@@ -490,6 +493,15 @@ data_syscall!(
     sys_enter_sendmsg = "sys_enter_sendmsg",
     sys_exit_sendmsg = "sys_exit_sendmsg",
     BUF_MSGHDR,
+    EventKind::Write
+);
+// Static files (nginx, Go's ServeFile, Python's socket.sendfile): the body
+// goes from a file to the socket without passing through user memory; its
+// length keeps the HTTP framing in step. The first argument is the socket.
+data_syscall!(
+    sys_enter_sendfile64 = "sys_enter_sendfile64",
+    sys_exit_sendfile64 = "sys_exit_sendfile64",
+    BUF_NONE,
     EventKind::Write
 );
 

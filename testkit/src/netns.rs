@@ -23,6 +23,18 @@ pub fn available() -> Result<(), String> {
     Ok(())
 }
 
+/// True, after saying why on stderr, when namespaces cannot be created here:
+/// tests that need them return early (CI runs as root, where they run).
+pub fn skip_without_namespaces() -> bool {
+    match available() {
+        Ok(()) => false,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            true
+        }
+    }
+}
+
 fn run(command: &mut Command) -> Output {
     let output = command.output().expect("run command");
     assert!(

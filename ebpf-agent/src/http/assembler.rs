@@ -52,6 +52,9 @@ pub(crate) struct Exchange {
     pub(crate) request: Request,
     /// The final response's head; `None` when none came.
     pub(crate) response: Option<Response>,
+    /// A response came, but its head was not captured or not readable (so
+    /// `response` is `None` without that meaning "no response").
+    pub(crate) response_unreadable: bool,
     /// Boot-time ns: for a server, when the read with the request's first
     /// bytes returned; for a client, when the write of them entered.
     pub(crate) start_ns: u64,
@@ -62,7 +65,10 @@ pub(crate) struct Exchange {
 
 #[derive(Debug)]
 struct Pending {
-    request: Request,
+    /// `None` for a request whose head could not be read: it holds its place
+    /// so the responses after it still pair with their requests, and makes
+    /// no exchange (it was counted as unparsable).
+    request: Option<Request>,
     start_ns: u64,
     /// The final response head, once seen.
     response: Option<Response>,
@@ -91,6 +97,7 @@ struct Connection {
 }
 
 impl Connection {
+    /// A connection whose accept or connect was seen.
     fn new(role: Role, peer: Option<SocketAddr>, listen_fd: Option<u32>, at_ns: u64) -> Self {
         Connection {
             role,
@@ -104,17 +111,40 @@ impl Connection {
         }
     }
 
-    fn exchange(&self, conn: ConnRef, pending: Pending, end_ns: u64) -> Exchange {
-        Exchange {
+    /// A connection first seen in the middle (its accept or connect was
+    /// lost, or it was forgotten to make room): both streams wait for the
+    /// next message start instead of reading body bytes as a head.
+    fn joined(role: Role, at_ns: u64) -> Self {
+        Connection {
+            requests: MessageStream::resuming(Side::Request),
+            responses: MessageStream::resuming(Side::Response),
+            ..Connection::new(role, None, None, at_ns)
+        }
+    }
+
+    /// Reports `pending` ending at `end_ns`, unless it is a placeholder.
+    fn report(
+        &self,
+        conn: ConnRef,
+        pending: Pending,
+        end_ns: u64,
+        response_unreadable: bool,
+        out: &mut Vec<Exchange>,
+    ) {
+        let Some(request) = pending.request else {
+            return;
+        };
+        out.push(Exchange {
             conn,
             role: self.role,
             peer: self.peer,
             listen_fd: self.listen_fd,
-            request: pending.request,
+            request,
             response: pending.response,
+            response_unreadable,
             start_ns: pending.start_ns,
             end_ns: end_ns.max(pending.start_ns),
-        }
+        });
     }
 
     /// Reports the open response (it ends with its last bytes) and every
@@ -124,7 +154,7 @@ impl Connection {
             && self.answering == Answering::Front
             && let Some(front) = self.pending.pop_front()
         {
-            out.push(self.exchange(conn, front, last));
+            self.report(conn, front, last, false, out);
         }
         self.answering = Answering::Nothing;
         while let Some(pending) = self.pending.pop_front() {
@@ -133,7 +163,7 @@ impl Connection {
             } else {
                 at_ns
             };
-            out.push(self.exchange(conn, pending, end));
+            self.report(conn, pending, end, false, out);
         }
     }
 }
@@ -194,10 +224,11 @@ impl Assembler {
                 captured,
             } => {
                 if !self.connections.contains_key(&conn) {
-                    // Followed before the agent saw its accept or connect.
+                    // Its accept or connect was not seen, or it was
+                    // forgotten to make room: join it where it is.
                     self.make_room(out);
                     self.connections
-                        .insert(conn, Connection::new(role, None, None, exit_ns));
+                        .insert(conn, Connection::joined(role, exit_ns));
                 }
                 let Some(connection) = self.connections.get_mut(&conn) else {
                     return;
@@ -242,7 +273,7 @@ impl Assembler {
                         && let Some(front) = c.pending.pop_front()
                     {
                         c.answering = Answering::Nothing;
-                        out.push(c.exchange(conn, front, last));
+                        c.report(conn, front, last, false, out);
                     }
                     if c.pending.len() >= self.config.max_pending_requests {
                         self.stats.pending_overflow += 1;
@@ -253,7 +284,7 @@ impl Assembler {
                         Role::Client => enter_ns,
                     };
                     c.pending.push_back(Pending {
-                        request,
+                        request: Some(request),
                         start_ns,
                         response: None,
                     });
@@ -263,7 +294,17 @@ impl Assembler {
                     ..
                 } => c.requests.set_framing(Framing::Empty),
                 Step::End { .. } => {}
-                Step::Unparsable => self.stats.unparsable_heads += 1,
+                Step::Unparsable => {
+                    self.stats.unparsable_heads += 1;
+                    // Its response will come: keep its place in the order.
+                    if c.pending.len() < self.config.max_pending_requests {
+                        c.pending.push_back(Pending {
+                            request: None,
+                            start_ns: chunk.exit_ns,
+                            response: None,
+                        });
+                    }
+                }
                 Step::NotHttp => {
                     self.stats.non_http_connections += 1;
                     c.responses.turn_off();
@@ -292,7 +333,7 @@ impl Assembler {
                         Some(front) if front.response.is_none() => {
                             front.response = Some(response);
                             c.answering = Answering::Front;
-                            Some(front.request.method.as_str())
+                            front.request.as_ref().map(|r| r.method.as_str())
                         }
                         // An answer to a request that was not seen.
                         _ => {
@@ -311,7 +352,7 @@ impl Assembler {
                     if c.answering == Answering::Front
                         && let Some(front) = c.pending.pop_front()
                     {
-                        out.push(c.exchange(conn, front, at_ns));
+                        c.report(conn, front, at_ns, false, out);
                     }
                     c.answering = Answering::Nothing;
                     if c.responses.is_off() {
@@ -319,24 +360,45 @@ impl Assembler {
                         c.requests.turn_off();
                     }
                 }
-                Step::Unparsable => self.stats.unparsable_heads += 1,
+                Step::Unparsable => {
+                    self.stats.unparsable_heads += 1;
+                    // The oldest request's response came but could not be
+                    // read: report it as such, so the next response pairs
+                    // with the next request instead of this one.
+                    if c.answering != Answering::Front
+                        && c.pending.front().is_some_and(|p| p.response.is_none())
+                        && let Some(front) = c.pending.pop_front()
+                    {
+                        c.report(conn, front, chunk.exit_ns, true, out);
+                    }
+                    c.answering = Answering::Nothing;
+                }
                 Step::NotHttp => {
+                    // The requests were HTTP; what answers them is not.
                     self.stats.non_http_connections += 1;
                     c.requests.turn_off();
-                    c.pending.clear();
+                    let at = chunk.exit_ns;
+                    while let Some(pending) = c.pending.pop_front() {
+                        c.report(conn, pending, at, true, out);
+                    }
                 }
             }
         }
     }
 
     /// Reports requests left unanswered on connections idle since
-    /// `now_ns - idle_timeout`. The connections stay followed.
+    /// `now_ns - idle_timeout`, ending now (they waited that long). The
+    /// connections stay followed.
     pub(crate) fn expire(&mut self, now_ns: u64, out: &mut Vec<Exchange>) {
         let cutoff = now_ns.saturating_sub(self.config.idle_timeout_ns);
         for (conn, c) in &mut self.connections {
             if c.last_ns <= cutoff && !c.pending.is_empty() {
-                let last = c.last_ns;
-                c.finish_pending(*conn, last, out);
+                let end = if now_ns == u64::MAX {
+                    c.last_ns
+                } else {
+                    now_ns
+                };
+                c.finish_pending(*conn, end, out);
             }
         }
     }

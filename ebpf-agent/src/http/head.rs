@@ -9,6 +9,8 @@ const MAX_HEADERS: usize = 128;
 const MAX_TARGET_BYTES: usize = 2048;
 /// Header values longer than this are cut.
 const MAX_VALUE_BYTES: usize = 1024;
+/// Methods longer than this are cut (a token of any length is valid).
+const MAX_METHOD_BYTES: usize = 32;
 /// The headers spans use; the others are not kept.
 const KEPT_HEADERS: &[&str] = &["host", "traceparent", "tracestate", "user-agent"];
 
@@ -48,6 +50,9 @@ pub(crate) struct Response {
 pub(crate) struct BodyHeaders {
     /// `Transfer-Encoding` ends with `chunked`.
     pub(crate) chunked: bool,
+    /// A `Transfer-Encoding` other than chunked last: it overrides any
+    /// `Content-Length` (RFC 9112 6.3), and the body's end is not known.
+    pub(crate) other_coding: bool,
     /// `Content-Length`.
     pub(crate) content_length: Option<u64>,
 }
@@ -70,6 +75,11 @@ pub(crate) enum Framing {
 impl BodyHeaders {
     /// The framing of a request body (RFC 9112 6.3: no length means none).
     pub(crate) fn request_framing(&self) -> Framing {
+        if self.other_coding {
+            // A server answers 400 and closes; the bytes that follow are
+            // not a request we can delimit.
+            return Framing::UntilClose;
+        }
         if self.chunked {
             Framing::Chunked
         } else {
@@ -91,6 +101,9 @@ impl BodyHeaders {
         }
         if self.chunked {
             return Framing::Chunked;
+        }
+        if self.other_coding {
+            return Framing::UntilClose;
         }
         match self.content_length {
             Some(0) => Framing::Empty,
@@ -148,13 +161,22 @@ fn headers(raw: &[httparse::Header<'_>]) -> Option<(Vec<(&'static str, String)>,
     for header in raw {
         if header.name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(header.value).ok()?.trim();
-            body.content_length = Some(text.parse().ok()?);
+            // Digits only (`+5` is not a length), and repeats must agree.
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let length: u64 = text.parse().ok()?;
+            if body.content_length.is_some_and(|earlier| earlier != length) {
+                return None;
+            }
+            body.content_length = Some(length);
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
             let text = String::from_utf8_lossy(header.value);
             body.chunked = text
                 .rsplit(',')
                 .next()
                 .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"));
+            body.other_coding = !body.chunked;
         } else if let Some(name) = KEPT_HEADERS
             .iter()
             .find(|k| header.name.eq_ignore_ascii_case(k))
@@ -186,7 +208,7 @@ pub(crate) fn parse(side: Side, bytes: &[u8]) -> Parse {
                     Parse::Complete(
                         Head::Request(
                             Request {
-                                method: method.to_string(),
+                                method: cut(method, MAX_METHOD_BYTES),
                                 target: cut(target, MAX_TARGET_BYTES),
                                 version,
                                 headers: kept,
@@ -300,8 +322,31 @@ traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nX-Other:
             Parse::Invalid
         );
 
+        assert_eq!(
+            parse(
+                Side::Request,
+                b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n"
+            ),
+            Parse::Invalid
+        );
+        assert_eq!(
+            parse(
+                Side::Request,
+                b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+            ),
+            Parse::Invalid
+        );
+        let (_, gzip_only, _) =
+            request(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(gzip_only.request_framing(), Framing::UntilClose);
+        assert_eq!(
+            gzip_only.response_framing(Some("GET"), 200),
+            Framing::UntilClose
+        );
+
         let length = BodyHeaders {
             chunked: false,
+            other_coding: false,
             content_length: Some(5),
         };
         let none = BodyHeaders::default();

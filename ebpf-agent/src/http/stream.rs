@@ -142,13 +142,24 @@ pub(crate) struct MessageStream {
 }
 
 impl MessageStream {
-    /// A stream of requests or of responses.
+    /// A stream of requests or of responses, from the connection's start.
     pub(crate) fn new(side: Side) -> Self {
         MessageStream {
             side,
             state: State::Idle,
             open_last_ns: None,
             seen_head: false,
+        }
+    }
+
+    /// A stream joined somewhere in the middle (its connection's start was
+    /// not seen): it waits for a syscall that starts like a head.
+    pub(crate) fn resuming(side: Side) -> Self {
+        MessageStream {
+            side,
+            state: State::Lost,
+            open_last_ns: None,
+            seen_head: true,
         }
     }
 

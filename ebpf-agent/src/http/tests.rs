@@ -247,7 +247,8 @@ fn an_unanswered_request_idles_out() {
     s.assembler.expire(1011 + 999_999, &mut s.out);
     assert!(s.taken().is_empty());
     s.assembler.expire(1011 + 1_000_000, &mut s.out);
-    assert_eq!(s.taken(), [t("/slow", None, 1011, 1011)]);
+    // It waited the whole timeout.
+    assert_eq!(s.taken(), [t("/slow", None, 1011, 1011 + 1_000_000)]);
     // The late response answers nothing; the connection still works.
     s.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     s.read(b"GET /again HTTP/1.1\r\n\r\n");
@@ -351,4 +352,100 @@ fn fd_reuse_with_a_new_connection_finishes_the_old_one() {
     assert_eq!(got[0], t("/first", None, 1011, 1020));
     assert_eq!(got[1].0, "/second");
     assert_eq!(got[1].1, Some(200));
+}
+
+#[test]
+fn an_unreadable_response_head_keeps_later_pairs_in_step() {
+    let mut s = Script::new(Role::Server);
+    s.read(b"GET /a HTTP/1.1\r\n\r\n");
+    // The write's bytes could not be captured (a failed copy): 38 bytes moved.
+    s.data(Direction::Write, b"", 38);
+    s.read(b"GET /b HTTP/1.1\r\n\r\n");
+    s.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+    let out: Vec<(String, Option<u16>, bool)> = s
+        .out
+        .drain(..)
+        .map(|e| {
+            (
+                e.request.target,
+                e.response.map(|r| r.status),
+                e.response_unreadable,
+            )
+        })
+        .collect();
+    assert_eq!(
+        out,
+        [
+            ("/a".to_string(), None, true),
+            ("/b".to_string(), Some(404), false)
+        ]
+    );
+    assert_eq!(s.assembler.stats().unparsable_heads, 1);
+}
+
+#[test]
+fn an_unreadable_request_head_holds_its_place_in_the_pipeline() {
+    let mut s = Script::new(Role::Server);
+    s.read(b"GET /a HTTP/1.1\r\n\r\n");
+    s.read(b"\x00garbage where a request should be");
+    s.read(b"GET /c HTTP/1.1\r\n\r\n");
+    for _ in 0..3 {
+        s.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+    }
+    let targets: Vec<String> = s.taken().into_iter().map(|e| e.0).collect();
+    assert_eq!(targets, ["/a", "/c"], "the third response answers /c");
+}
+
+#[test]
+fn a_connection_joined_mid_body_waits_for_the_next_request() {
+    let mut assembler = Assembler::new(AssemblerConfig {
+        max_pending_requests: 8,
+        max_connections: 8,
+        idle_timeout_ns: 1_000_000,
+    });
+    let mut out = Vec::new();
+    let data = |direction, bytes: &'static [u8], at| Event::Data {
+        conn: CONN,
+        role: Role::Server,
+        direction,
+        enter_ns: at,
+        exit_ns: at + 1,
+        total: bytes.len() as u64,
+        captured: bytes,
+    };
+    // No accept seen: the first bytes are the end of some upload's body.
+    assembler.on_event(
+        &data(Direction::Read, b"ody of an earlier upload", 10),
+        &mut out,
+    );
+    assembler.on_event(
+        &data(Direction::Read, b"GET /next HTTP/1.1\r\n\r\n", 20),
+        &mut out,
+    );
+    assembler.on_event(
+        &data(
+            Direction::Write,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            30,
+        ),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].request.target, "/next");
+    assert_eq!(
+        assembler.stats(),
+        AssemblerStats::default(),
+        "not counted as non-HTTP"
+    );
+}
+
+#[test]
+fn requests_answered_by_something_else_are_reported() {
+    let mut s = Script::new(Role::Client);
+    s.write(b"GET /proxy HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.read(b"\x15\x03\x03\x00\x02\x02\x28");
+    let out = std::mem::take(&mut s.out);
+    assert_eq!(out.len(), 1);
+    assert!(out[0].response_unreadable);
+    assert_eq!(s.assembler.stats().non_http_connections, 1);
 }

@@ -30,6 +30,8 @@ const FLUSH_SPANS: usize = 512;
 const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Records handled before the loop checks its timers again.
 const DRAIN_BUDGET: usize = 8192;
+/// Drains (of up to [`DRAIN_BUDGET`] records) at shutdown.
+const FINAL_DRAINS: usize = 16;
 /// How long a retired process's info is kept for its last events.
 const RETIRED_GRACE: Duration = Duration::from_secs(10);
 /// How often the boot-to-Unix clock offset is re-measured.
@@ -122,7 +124,13 @@ impl EventsLoop {
             }
         }
         // Last events, then everything still open is finished as it stands.
-        while !self.drain(ring.get_mut(), &mut state) {}
+        // Bounded: the probes stay attached until the receiver is dropped,
+        // so a busy node would never let the ring run empty.
+        for _ in 0..FINAL_DRAINS {
+            if self.drain(ring.get_mut(), &mut state) {
+                break;
+            }
+        }
         let mut out = std::mem::take(&mut state.exchanges);
         self.assembler.expire(u64::MAX, &mut out);
         self.emit(&mut out, &mut state);
@@ -194,6 +202,10 @@ impl EventsLoop {
             if self.spans_tx.is_some() {
                 state.pending.entry(pid).or_default().push(span);
                 state.pending_spans += 1;
+                if state.pending_spans >= FLUSH_SPANS {
+                    // Batches of at most FLUSH_SPANS, as the queue is sized.
+                    self.flush(state);
+                }
             }
         }
     }
@@ -217,7 +229,7 @@ impl EventsLoop {
     }
 
     /// Sends the pending spans as one request, one resource per process.
-    fn flush(&mut self, state: &mut State) {
+    fn flush(&self, state: &mut State) {
         let Some(tx) = self.spans_tx.clone() else {
             return;
         };

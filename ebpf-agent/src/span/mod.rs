@@ -64,6 +64,9 @@ pub(crate) fn build(exchange: &Exchange, ctx: &SpanContext<'_>, ids: &mut IdGene
     let version = format!("1.{}", request.version);
     let host_header = request.header("host").map(split_host);
     let peer = exchange.peer;
+    // No status because none came (an error), or because the response's
+    // head was not captured (not known to be one).
+    let no_response = status_code.is_none() && !exchange.response_unreadable;
 
     let mut attributes = vec![string("http.request.method", method_value)];
     if let Some(original) = method_original {
@@ -110,7 +113,7 @@ pub(crate) fn build(exchange: &Exchange, ctx: &SpanContext<'_>, ids: &mut IdGene
             (
                 span::SpanKind::Server,
                 format!("{method_value} {route}"),
-                status_code.is_none_or(|c| c >= 500),
+                status_code.map_or(no_response, |c| c >= 500),
             )
         }
         Role::Client => {
@@ -138,7 +141,7 @@ pub(crate) fn build(exchange: &Exchange, ctx: &SpanContext<'_>, ids: &mut IdGene
             (
                 span::SpanKind::Client,
                 method_value.to_string(),
-                status_code.is_none_or(|c| c >= 400),
+                status_code.map_or(no_response, |c| c >= 400),
             )
         }
     };
@@ -146,7 +149,7 @@ pub(crate) fn build(exchange: &Exchange, ctx: &SpanContext<'_>, ids: &mut IdGene
     let status = if is_error {
         Status {
             code: status::StatusCode::Error as i32,
-            message: if status_code.is_none() {
+            message: if no_response {
                 "no response".to_string()
             } else {
                 String::new()

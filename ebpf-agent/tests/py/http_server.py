@@ -2,10 +2,12 @@
 keep-alive, on 127.0.0.1:<port> (argv[1]). Prints "ready" once listening.
 
 Routes: /status/<code> answers <code>; /chunked answers in three chunks;
+/file answers this file's bytes with sendfile(2);
 /slow waits 300 ms first; /hang closes the connection without answering;
 POST /upload reads the body and answers its length; anything else is 200.
 """
 
+import os
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +40,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 time.sleep(0.02)
             self.wfile.write(b"0\r\n\r\n")
+        elif path == "/file":
+            # The body goes out with sendfile(2), as static file servers send it.
+            with open(__file__, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                self.connection.sendfile(f)
         elif path == "/slow":
             time.sleep(0.3)
             self.answer(200)
