@@ -23,6 +23,14 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_PIDS: &str = "PIDS";
 /// Settings the agent writes at start (`Array<u32>`, indices `CONFIG_*`).
 pub const MAP_CONFIG: &str = "CONFIG";
+/// Syscalls between their enter and exit, by thread (`HashMap<u64, _>`
+/// keyed by pid_tgid, values of [`PENDING_VALUE_SIZE`] bytes). A plain hash
+/// table, not LRU (an LRU update costs several times more on every
+/// syscall): the agent sweeps out the entries of threads that died inside
+/// a syscall.
+pub const MAP_PENDING: &str = "PENDING";
+/// Size of a [`MAP_PENDING`] value.
+pub const PENDING_VALUE_SIZE: usize = 24;
 /// Per-CPU counters of what the programs could not record
 /// (`PerCpuArray<u64>`, indices `COUNTER_*`).
 pub const MAP_COUNTERS: &str = "COUNTERS";

@@ -87,10 +87,12 @@ struct DataScratch {
     data: [u8; MAX_CAPTURE],
 }
 
-/// Syscalls in flight, per thread. LRU: a thread killed between enter and
-/// exit leaves an entry that ages out.
+/// Syscalls in flight, per thread. Not LRU (see `ebpf_probe::MAP_PENDING`):
+/// the agent removes what threads killed between enter and exit left.
 #[map]
-static PENDING: LruHashMap<u64, Pending> = LruHashMap::with_max_entries(16384, 0);
+static PENDING: HashMap<u64, Pending> = HashMap::with_max_entries(16384, 0);
+
+const _: () = assert!(size_of::<Pending>() == ebpf_probe::PENDING_VALUE_SIZE);
 
 /// Followed connections. LRU: a process that exits closes its fds without a
 /// `close` syscall, so its entries age out.

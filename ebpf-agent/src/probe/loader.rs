@@ -7,8 +7,8 @@ use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use ebpf_probe::{
     CONFIG_CAPTURE_BYTES, COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
-    COUNTER_RINGBUF_FULL, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PIDS, MAX_CAPTURE,
-    PID_SELECTED,
+    COUNTER_RINGBUF_FULL, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PIDS, MAX_CAPTURE,
+    PENDING_VALUE_SIZE, PID_SELECTED,
 };
 
 /// The BPF object (`ebpf-probe`'s programs for bpfel-unknown-none).
@@ -28,6 +28,7 @@ pub(crate) struct Probe {
     /// Owns the programs and their links.
     ebpf: Ebpf,
     pids: HashMap<MapData, u32, u32>,
+    pending: HashMap<MapData, u64, [u8; PENDING_VALUE_SIZE]>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -98,10 +99,12 @@ impl Probe {
         let ring = take(&mut ebpf, MAP_EVENTS)?;
         let pids = take(&mut ebpf, MAP_PIDS)?;
         let counters = take(&mut ebpf, MAP_COUNTERS)?;
+        let pending = take(&mut ebpf, MAP_PENDING)?;
         Ok((
             Probe {
                 ebpf,
                 pids,
+                pending,
                 counters,
             },
             ring,
@@ -120,6 +123,24 @@ impl Probe {
         // Absent already is fine: the kernel may have reused nothing, we
         // just forget it.
         let _ = self.pids.remove(&tgid);
+    }
+
+    /// Removes the in-flight syscall entries of threads that no longer exist
+    /// (killed inside a syscall, so its exit never ran); how many.
+    pub(crate) fn sweep_pending(&mut self) -> usize {
+        let stale: Vec<u64> = self
+            .pending
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|id| {
+                let (tgid, tid) = (id >> 32, id & 0xffff_ffff);
+                !std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists()
+            })
+            .collect();
+        for id in &stale {
+            let _ = self.pending.remove(id);
+        }
+        stale.len()
     }
 
     /// What the kernel measured of the programs, summed over them: run time

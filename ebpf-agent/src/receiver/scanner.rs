@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// Scans between two sweeps of the kernel's in-flight syscall table.
+const SWEEP_EVERY_SCANS: u64 = 60;
+
 /// What the scanner shares with the events loop.
 pub(crate) struct Scanner {
     pub(crate) selector: Selector,
@@ -90,6 +93,7 @@ impl Scanner {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut last = Counters::default();
         let mut last_stats = (0, 0);
+        let mut scans: u64 = 0;
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -102,6 +106,13 @@ impl Scanner {
             let now = lock(&self.probe).counters();
             self.mirror_counters(&mut last, now);
             self.mirror_run_stats(&mut last_stats);
+            scans += 1;
+            if scans.is_multiple_of(SWEEP_EVERY_SCANS) {
+                let swept = lock(&self.probe).sweep_pending();
+                if swept > 0 {
+                    tracing::debug!(swept, "removed in-flight syscall entries of exited threads");
+                }
+            }
         }
         let now = lock(&self.probe).counters();
         self.mirror_counters(&mut last, now);
