@@ -132,6 +132,23 @@ impl<R: SignalRequest> Batch<R> {
         })
     }
 
+    /// A batch of `items` items holding `bytes`: a request assembled from
+    /// the fields of this batch's own encoding (a split of it by
+    /// `protobuf_segments`), which were checked when this batch was made,
+    /// so they are not scanned again. What is known of this batch's IDs
+    /// holds for the part.
+    ///
+    /// The caller vouches for `bytes`: a malformed part is found only when
+    /// something decodes it (logged, its items lost).
+    pub fn part_of_self(&self, bytes: Bytes, items: usize) -> Self {
+        Self {
+            items,
+            encoded: Some(vec![bytes]),
+            decoded: OnceLock::new(),
+            ids_checked: self.ids_checked,
+        }
+    }
+
     /// Number of items (spans, metric data points or log records).
     pub fn item_count(&self) -> usize {
         self.items

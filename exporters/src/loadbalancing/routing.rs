@@ -394,16 +394,12 @@ fn split_traces_encoded(
     };
     match wire::split_traces(&batch.protobuf_segments(), &wire_key, owner) {
         Some(wire::Split::Single(only)) => Ok(vec![(only, batch)]),
-        Some(wire::Split::Parts(parts)) => {
-            let mut out = Vec::with_capacity(parts.len());
-            for (o, bytes) in parts {
-                match Traces::decode(bytes) {
-                    Ok(part) => out.push((o, part)),
-                    Err(_) => return Err(batch),
-                }
-            }
-            Ok(out)
-        }
+        // The parts are the batch's own checked fields, re-arranged: no
+        // second scan.
+        Some(wire::Split::Parts(parts)) => Ok(parts
+            .into_iter()
+            .map(|(o, bytes, spans)| (o, batch.part_of_self(bytes, spans)))
+            .collect()),
         None => Err(batch),
     }
 }

@@ -261,8 +261,8 @@ fn write_part(out: &mut BytesMut, resource: &Resource<'_>, owner: usize) {
 pub(super) enum Split {
     /// Every span has this owner: send the batch as it is.
     Single(usize),
-    /// One request's bytes per owner.
-    Parts(Vec<(usize, Bytes)>),
+    /// One request's bytes per owner, with its number of spans.
+    Parts(Vec<(usize, Bytes, usize)>),
 }
 
 /// Splits the encoded `ExportTraceServiceRequest` segments by owner;
@@ -285,26 +285,33 @@ pub(super) fn split_traces(
             return None;
         }
     }
-    let mut owners: Vec<usize> = resources
+    // Spans per owner, by owner.
+    let mut owners: Vec<(usize, usize)> = Vec::new();
+    for (_, o) in resources
         .iter()
         .flat_map(|r| &r.scopes)
         .flat_map(|s| &s.spans)
-        .map(|(_, o)| *o)
-        .collect();
+    {
+        match owners.iter_mut().find(|(owner, _)| owner == o) {
+            Some((_, n)) => *n += 1,
+            None => owners.push((*o, 1)),
+        }
+    }
     owners.sort_unstable();
-    owners.dedup();
     if owners.len() <= 1 {
-        return Some(Split::Single(owners.first().copied().unwrap_or(0)));
+        return Some(Split::Single(owners.first().map_or(0, |(o, _)| *o)));
     }
     let total: usize = segments.iter().map(Bytes::len).sum();
+    // Each part's share of the bytes, plus room for the copied headers.
+    let capacity = total / owners.len() + total / 8;
     let parts = owners
         .into_iter()
-        .map(|owner| {
-            let mut out = BytesMut::with_capacity(total / 2);
+        .map(|(owner, spans)| {
+            let mut out = BytesMut::with_capacity(capacity);
             for resource in &resources {
                 write_part(&mut out, resource, owner);
             }
-            (owner, out.freeze())
+            (owner, out.freeze(), spans)
         })
         .collect();
     Some(Split::Parts(parts))
@@ -371,7 +378,11 @@ mod tests {
         };
         assert_eq!(parts.len(), 3);
         let mut seen = 0;
-        for (o, part) in parts {
+        for (o, part, spans) in parts {
+            // Each part is what the receiver's scanner accepts, with the
+            // span count the split reports (it is not scanned again).
+            let scanned = collector_core::pdata::Traces::decode(part.clone()).unwrap();
+            assert_eq!(scanned.item_count(), spans);
             let decoded = ExportTraceServiceRequest::decode(part).unwrap();
             for (r, rs) in decoded.resource_spans.iter().enumerate() {
                 assert_eq!(rs.schema_url, "https://schema/0");
