@@ -88,7 +88,7 @@ impl Default for EbpfReceiverConfig {
             header_capture_bytes: ebpf_probe::DEFAULT_CAPTURE,
             service_name: None,
             scan_interval: Duration::from_secs(1),
-            ring_buffer_size_mib: 16,
+            ring_buffer_size_mib: 4,
             queue_size: 65_536,
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(60),
