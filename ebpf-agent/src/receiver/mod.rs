@@ -3,7 +3,6 @@
 //! receiver, so the agent reuses the pipeline runtime, processors,
 //! exporters (otlp, otlphttp, loadbalancing), health and self-metrics.
 
-mod deliver;
 mod events_loop;
 mod scanner;
 mod telemetry;
@@ -21,10 +20,9 @@ use collector_core::component::{
     ReceiverFactory, Stability,
 };
 use collector_core::config::ConfigError;
-use collector_core::consumer::BoxConsumer;
-use collector_core::observe::RateLimitedLog;
-use collector_core::pdata::{Metrics, Payload, Signal};
-use deliver::{Outcome, deliver};
+use collector_core::consumer::NextStage;
+use collector_core::observe::{Counter, RateLimitedLog};
+use collector_core::pdata::{Metrics, Payload, Signal, Telemetry as Data};
 use events_loop::EventsLoop;
 use scanner::Scanner;
 use std::sync::{Arc, Mutex, RwLock};
@@ -92,23 +90,45 @@ struct Running {
     // Detaches the probes when dropped, after the tasks ended.
     _probe: Arc<Mutex<Probe>>,
     stop: watch::Sender<bool>,
-    deadline: watch::Sender<Option<Instant>>,
+    /// The pipelines' entrances, told the shutdown deadline.
+    next_stages: Vec<Arc<NextStage>>,
     /// Produce data; stopped first.
     producers: Vec<JoinHandle<()>>,
     /// Hand data to the pipeline; end when the producers are gone.
     senders: Vec<JoinHandle<()>>,
 }
 
+/// Where a sender counts what the pipeline took and what it refused.
+#[derive(Clone, Debug)]
+struct Outcome {
+    accepted: Counter,
+    refused: Counter,
+}
+
+/// Hands the receiver's batches to the pipeline, retrying retryable
+/// refusals until the shutdown deadline; counts and logs what is refused.
 fn spawn_sender(
     mut rx: mpsc::Receiver<Payload>,
-    consumer: BoxConsumer,
+    next: Arc<NextStage>,
     outcome: Outcome,
-    mut deadline: watch::Receiver<Option<Instant>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let log = RateLimitedLog::new(Duration::from_secs(10));
         while let Some(payload) = rx.recv().await {
-            deliver(&consumer, payload, &outcome, &mut deadline, &log).await;
+            let items = payload.item_count() as u64;
+            match next.deliver(Data::new(payload)).await {
+                Ok(()) => outcome.accepted.add(items),
+                Err(e) => {
+                    outcome.refused.add(items);
+                    if let Some(suppressed) = log.check() {
+                        tracing::warn!(
+                            items,
+                            suppressed,
+                            "the pipeline did not take telemetry from the kernel; dropped: {e}"
+                        );
+                    }
+                }
+            }
         }
     })
 }
@@ -138,7 +158,7 @@ impl Lifecycle for EbpfReceiver {
         let probe = Arc::new(Mutex::new(probe));
         let telemetry = Telemetry::new(&self.host.metrics, &self.id);
         let (stop_tx, stop_rx) = watch::channel(false);
-        let (deadline_tx, deadline_rx) = watch::channel(None);
+        let mut next_stages = Vec::new();
         let selection: Arc<RwLock<Selection>> = Arc::default();
         let (retired_tx, retired_rx) = mpsc::unbounded_channel();
         let pods = self
@@ -182,14 +202,15 @@ impl Lifecycle for EbpfReceiver {
         let spans_tx = self.consumers.traces.clone().map(|consumer| {
             let capacity = (self.config.queue_size / SPANS_PER_BATCH).max(1);
             let (tx, rx) = mpsc::channel::<Payload>(capacity);
+            let next = Arc::new(NextStage::new(self.id.clone(), consumer));
+            next_stages.push(Arc::clone(&next));
             senders.push(spawn_sender(
                 rx,
-                consumer,
+                next,
                 Outcome {
                     accepted: telemetry.accepted_spans.clone(),
                     refused: telemetry.refused_spans.clone(),
                 },
-                deadline_rx.clone(),
             ));
             tx
         });
@@ -220,14 +241,15 @@ impl Lifecycle for EbpfReceiver {
 
         if let (Some(red), Some(consumer)) = (red, self.consumers.metrics.clone()) {
             let (tx, rx) = mpsc::channel::<Payload>(1);
+            let next = Arc::new(NextStage::new(self.id.clone(), consumer));
+            next_stages.push(Arc::clone(&next));
             senders.push(spawn_sender(
                 rx,
-                consumer,
+                next,
                 Outcome {
                     accepted: telemetry.accepted_points.clone(),
                     refused: telemetry.refused_points.clone(),
                 },
-                deadline_rx.clone(),
             ));
             producers.push(tokio::spawn(export_red(
                 red,
@@ -242,7 +264,7 @@ impl Lifecycle for EbpfReceiver {
         *self.running.lock().await = Some(Running {
             _probe: probe,
             stop: stop_tx,
-            deadline: deadline_tx,
+            next_stages,
             producers,
             senders,
         });
@@ -253,7 +275,9 @@ impl Lifecycle for EbpfReceiver {
         let Some(running) = self.running.lock().await.take() else {
             return Ok(());
         };
-        let _ = running.deadline.send(Some(deadline));
+        for next in &running.next_stages {
+            next.shut_down_by(tokio::time::Instant::from_std(deadline));
+        }
         let _ = running.stop.send(true);
         let budget = deadline.saturating_duration_since(Instant::now());
         let all = async {
