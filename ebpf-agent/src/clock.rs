@@ -54,6 +54,18 @@ impl BootClock {
     pub(crate) fn boot_now() -> u64 {
         u64::try_from(read(libc::CLOCK_BOOTTIME)).unwrap_or(0)
     }
+
+    /// Clock ticks since boot (a process's start time in /proc/<pid>/stat,
+    /// counted on the boot-time clock) as boot-time nanoseconds, rounded
+    /// down.
+    pub(crate) fn ticks_to_ns(ticks: u64) -> u64 {
+        // SAFETY: sysconf has no preconditions.
+        let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+            .ok()
+            .filter(|t| *t > 0)
+            .unwrap_or(100);
+        ticks.saturating_mul(1_000_000_000 / per_second)
+    }
 }
 
 #[cfg(test)]

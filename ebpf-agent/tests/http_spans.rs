@@ -336,10 +336,14 @@ fn python_http_server_gets_one_span_per_request() {
     let server = Server::python(&ns, PORT);
     let agent = start_agent(PORT);
     wait_instrumented(&agent, server.pid());
+    let instrumented = |pid: u32| {
+        agent.log_text().lines().any(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .is_ok_and(|v| v["message"] == "instrumenting process" && v["pid"] == pid)
+        })
+    };
     assert!(
-        !agent
-            .log_text()
-            .contains(&format!("\"pid\":{}", unselected.pid())),
+        !instrumented(unselected.pid()),
         "a server on an unselected port is not instrumented"
     );
 

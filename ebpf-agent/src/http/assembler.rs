@@ -403,12 +403,21 @@ impl Assembler {
         }
     }
 
-    /// The process `pid` exited: its connections end at `now_ns`.
-    pub(crate) fn forget_process(&mut self, pid: u32, now_ns: u64, out: &mut Vec<Exchange>) {
+    /// The process `pid` exited: its connections end at `now_ns`. With
+    /// `accepted_before`, only connections followed before that boot time
+    /// (the pid was reused by a process started then, whose connections
+    /// stay).
+    pub(crate) fn forget_process(
+        &mut self,
+        pid: u32,
+        now_ns: u64,
+        accepted_before: Option<u64>,
+        out: &mut Vec<Exchange>,
+    ) {
         let gone: Vec<ConnRef> = self
             .connections
             .keys()
-            .filter(|c| c.tgid == pid)
+            .filter(|c| c.tgid == pid && accepted_before.is_none_or(|t| c.conn_id < t))
             .copied()
             .collect();
         for conn in gone {

@@ -333,9 +333,31 @@ fn the_least_recently_active_connections_are_evicted_when_full() {
 fn a_process_exit_finishes_its_connections() {
     let mut s = Script::new(Role::Server);
     s.read(b"GET /bye HTTP/1.1\r\n\r\n");
-    s.assembler.forget_process(CONN.tgid, 5000, &mut s.out);
+    s.assembler
+        .forget_process(CONN.tgid, 5000, None, &mut s.out);
     assert_eq!(s.taken(), [t("/bye", None, 1011, 5000)]);
     assert_eq!(s.assembler.connections(), 0);
+}
+
+#[test]
+fn a_reused_pid_keeps_the_new_process_connections() {
+    let mut s = Script::new(Role::Server);
+    s.read(b"GET /old HTTP/1.1\r\n\r\n");
+    // The same pid, a process started at 3000 that accepted at 4000.
+    let newer = ConnRef {
+        conn_id: 4000,
+        ..CONN
+    };
+    s.now = 4000;
+    s.connect(newer);
+    s.assembler
+        .forget_process(CONN.tgid, 5000, Some(3000), &mut s.out);
+    assert_eq!(s.taken(), [t("/old", None, 1011, 5000)]);
+    assert_eq!(
+        s.assembler.connections(),
+        1,
+        "the new process's connection stays"
+    );
 }
 
 #[test]

@@ -266,10 +266,18 @@ impl EventsLoop {
 
     fn retire(&mut self, process: Arc<ProcessInfo>, state: &mut State) {
         let pid = process.pid;
+        // A new process with the same pid keeps the connections it made.
+        let successor_start = self
+            .selection
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pid)
+            .filter(|p| p.start_ticks != process.start_ticks)
+            .map(|p| BootClock::ticks_to_ns(p.start_ticks));
         state.retired.insert(pid, (process, Instant::now()));
         let mut out = std::mem::take(&mut state.exchanges);
         self.assembler
-            .forget_process(pid, BootClock::boot_now(), &mut out);
+            .forget_process(pid, BootClock::boot_now(), successor_start, &mut out);
         self.emit(&mut out, state);
         state.exchanges = out;
         state.resource_cache.remove(&pid);
