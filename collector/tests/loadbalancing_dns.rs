@@ -11,21 +11,19 @@ mod support;
 
 use testkit::netns;
 
-use collector_core::pdata::json;
 use exporters::loadbalancing::HashRing;
 use netns::{Dnsmasq, NetNs, NsCollector};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{PATIENCE, http_request};
+use support::{PATIENCE, file_span_ids, post_traces_until_accepted};
 
 const NAME: &str = "gateway-collector-headless.otel-system.svc.cluster.local";
 const SPANS_PER_TRACE: usize = 5;
@@ -195,27 +193,7 @@ fn send(
 ) -> std::thread::JoinHandle<()> {
     ns.spawn(move || {
         for request in requests {
-            let body = request.encode_to_vec();
-            let deadline = Instant::now() + PATIENCE;
-            loop {
-                let response = http_request(
-                    agent,
-                    "POST",
-                    "/v1/traces",
-                    &[("Content-Type", "application/x-protobuf")],
-                    &body,
-                );
-                match response.status {
-                    200 => break,
-                    429 | 503 if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    other => panic!(
-                        "agent answered {other}: {}",
-                        String::from_utf8_lossy(&response.body)
-                    ),
-                }
-            }
+            post_traces_until_accepted(agent, &request);
             sent.fetch_add(1, Ordering::AcqRel);
         }
     })
@@ -225,31 +203,6 @@ fn send_all(ns: &NetNs, agent: SocketAddr, requests: Vec<ExportTraceServiceReque
     send(ns, agent, requests, Arc::default())
         .join()
         .expect("sender thread");
-}
-
-/// Spans in a file exporter's output: span ID -> trace ID. Only complete
-/// lines count (the writer may be in the middle of one).
-fn file_spans(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let complete = match text.rfind('\n') {
-        Some(end) => &text[..end],
-        None => "",
-    };
-    let mut out = Vec::new();
-    for line in complete.lines().filter(|l| !l.trim().is_empty()) {
-        let request = json::decode_traces(line.as_bytes()).expect("a traces line");
-        for span in request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            out.push((span.span_id.clone(), span.trace_id.clone()));
-        }
-    }
-    out
 }
 
 /// Every delivered span: span ID -> (gateway, trace ID); duplicates listed apart.
@@ -266,7 +219,7 @@ fn delivered(gateways: &[&Gateway]) -> Delivered {
         per_gateway: BTreeMap::new(),
     };
     for gateway in gateways {
-        let spans = file_spans(&gateway.collector.path("received.json"));
+        let spans = file_span_ids(&gateway.collector.path("received.json"));
         d.per_gateway.insert(gateway.key.clone(), spans.len());
         for (span, trace) in spans {
             if d.spans.insert(span, (gateway.key.clone(), trace)).is_some() {

@@ -7,15 +7,11 @@
 
 mod support;
 
-use collector_core::pdata::json;
 use exporters::loadbalancing::HashRing;
-use prost::Message;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use support::{Collector, PATIENCE, eventually, http_request, make_traces};
+use support::{Collector, eventually, file_span_ids, make_traces, post_traces_until_accepted};
 use testkit::kube_api::FakeKubeApi;
 
 const NAMESPACE: &str = "otel-system";
@@ -158,28 +154,6 @@ fn start_gateways() -> (Gateway, Gateway, u16) {
     panic!("could not start two gateways on one port");
 }
 
-/// Spans in a file exporter's output: (span ID, trace ID). Only complete
-/// lines count (the writer may be in the middle of one).
-fn file_spans(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    let mut out = Vec::new();
-    for line in complete.lines().filter(|l| !l.trim().is_empty()) {
-        let request = json::decode_traces(line.as_bytes()).expect("a traces line");
-        for span in request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
-            out.push((span.span_id.clone(), span.trace_id.clone()));
-        }
-    }
-    out
-}
-
 /// Every delivered span: span ID -> (gateway key, trace ID), and how many
 /// spans arrived twice.
 #[derive(Debug)]
@@ -194,7 +168,7 @@ fn delivered(gateways: &[&Gateway]) -> Delivered {
         duplicates: 0,
     };
     for gateway in gateways {
-        for (span, trace) in file_spans(&gateway.collector.path("received.json")) {
+        for (span, trace) in file_span_ids(&gateway.collector.path("received.json")) {
             if d.spans.insert(span, (gateway.key.clone(), trace)).is_some() {
                 d.duplicates += 1;
             }
@@ -219,27 +193,7 @@ fn send(agent: SocketAddr, seeds: std::ops::RangeInclusive<u8>) -> Vec<Vec<u8>> 
                 traces.push(span.trace_id.clone());
             }
         }
-        let body = request.encode_to_vec();
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let response = http_request(
-                agent,
-                "POST",
-                "/v1/traces",
-                &[("Content-Type", "application/x-protobuf")],
-                &body,
-            );
-            match response.status {
-                200 => break,
-                429 | 503 if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => panic!(
-                    "agent answered {other}: {}",
-                    String::from_utf8_lossy(&response.body)
-                ),
-            }
-        }
+        post_traces_until_accepted(agent, &request);
     }
     traces.dedup();
     traces

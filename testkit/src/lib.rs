@@ -350,6 +350,55 @@ impl FileContents {
     }
 }
 
+/// The spans of a `file` exporter's JSON-lines output as (span ID, trace
+/// ID). Only complete lines count: the writer may be in the middle of one.
+pub fn file_span_ids(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    let mut out = Vec::new();
+    for line in complete.lines().filter(|l| !l.trim().is_empty()) {
+        let request = json::decode_traces(line.as_bytes()).expect("a traces line");
+        for span in request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            out.push((span.span_id.clone(), span.trace_id.clone()));
+        }
+    }
+    out
+}
+
+/// POSTs an OTLP/HTTP protobuf traces request to `/v1/traces`, again while
+/// the collector answers 429 or 503 (backpressure) for up to [`PATIENCE`];
+/// panics on any other refusal.
+pub fn post_traces_until_accepted(address: SocketAddr, request: &ExportTraceServiceRequest) {
+    let body = prost::Message::encode_to_vec(request);
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let response = http_request(
+            address,
+            "POST",
+            "/v1/traces",
+            &[("Content-Type", "application/x-protobuf")],
+            &body,
+        );
+        match response.status {
+            200 => return,
+            429 | 503 if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!(
+                "{address} answered {other}: {}",
+                String::from_utf8_lossy(&response.body)
+            ),
+        }
+    }
+}
+
 /// Reads a JSON-lines file written by the `file` exporter. A line is told
 /// apart by its top-level key.
 pub fn read_file_exporter(path: &Path) -> FileContents {
