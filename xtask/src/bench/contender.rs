@@ -172,12 +172,14 @@ fn rotel_command(
     Ok(command)
 }
 
-/// The agent's config: one traces pipeline, loopback only, self-metrics on a free port.
-fn agent_config(
+/// The agent's config around one exporter: otlp receiver on `listen` ->
+/// batch -> the exporter named `exporter`, configured by `exporter_yaml`
+/// (indented under `exporters:`); loopback only, self-metrics on `metrics`.
+fn pipeline_config(
     listen: SocketAddr,
     metrics: SocketAddr,
-    sink: SocketAddr,
-    compression: &str,
+    exporter: &str,
+    exporter_yaml: &str,
 ) -> String {
     format!(
         "# Written by `cargo xtask bench`.
@@ -191,12 +193,8 @@ processors:
     send_batch_size: {BATCH_SIZE}
     timeout: {BATCH_TIMEOUT}
 exporters:
-  otlp:
-    endpoint: {sink}
-    compression: {compression}
-    tls:
-      insecure: true
-service:
+  {exporter}:
+{exporter_yaml}service:
   telemetry:
     metrics:
       address: {metrics}
@@ -204,9 +202,26 @@ service:
     traces:
       receivers: [otlp]
       processors: [batch]
-      exporters: [otlp]
+      exporters: [{exporter}]
 "
     )
+}
+
+/// The pass-through agent's config: the `otlp` exporter to the sink.
+fn agent_config(
+    listen: SocketAddr,
+    metrics: SocketAddr,
+    sink: SocketAddr,
+    compression: &str,
+) -> String {
+    let exporter = format!(
+        "    endpoint: {sink}
+    compression: {compression}
+    tls:
+      insecure: true
+"
+    );
+    pipeline_config(listen, metrics, "otlp", &exporter)
 }
 
 /// The loadbalancing agent's config: the pass-through's, with the
@@ -224,20 +239,8 @@ fn loadbalancing_config(
         .map(SocketAddr::to_string)
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        "# Written by `cargo xtask bench`.
-receivers:
-  otlp:
-    protocols:
-      grpc:
-        endpoint: {listen}
-processors:
-  batch:
-    send_batch_size: {BATCH_SIZE}
-    timeout: {BATCH_TIMEOUT}
-exporters:
-  loadbalancing:
-    resolver:
+    let exporter = format!(
+        "    resolver:
       static:
         hostnames: [{hostnames}]
     protocol:
@@ -245,17 +248,9 @@ exporters:
         compression: {compression}
         tls:
           insecure: true
-service:
-  telemetry:
-    metrics:
-      address: {metrics}
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: [batch]
-      exporters: [loadbalancing]
 "
-    )
+    );
+    pipeline_config(listen, metrics, "loadbalancing", &exporter)
 }
 
 /// The command that starts contender `id` listening for OTLP/gRPC on
