@@ -80,16 +80,7 @@ async fn the_ring_follows_the_services_endpoint_slices() {
         exporter.ring_endpoints(),
         ["10.0.0.1:4317", "10.0.0.2:4317"]
     );
-    let first = ids(30, 200);
-    for chunk in first.chunks(20) {
-        send(&exporter, chunk, 3).await;
-    }
-    until("first traces delivered", || fleet.span_count() == 600).await;
-    assert_placed(
-        &fleet,
-        &first,
-        &HashRing::new(&["10.0.0.1:4317", "10.0.0.2:4317"]),
-    );
+    send_200_traces_onto(&exporter, &fleet, 30, &["10.0.0.1:4317", "10.0.0.2:4317"]).await;
 
     // A second slice joins; in the first, one endpoint stops being ready.
     api.apply(SLICES, endpoint_slice("gateway-def", &[("10.0.0.4", true)]));
@@ -101,16 +92,7 @@ async fn the_ring_follows_the_services_endpoint_slices() {
         exporter.ring_endpoints() == ["10.0.0.2:4317", "10.0.0.4:4317"]
     })
     .await;
-    let second = ids(31, 200);
-    for chunk in second.chunks(20) {
-        send(&exporter, chunk, 3).await;
-    }
-    until("second traces delivered", || fleet.span_count() == 1200).await;
-    assert_placed(
-        &fleet,
-        &second,
-        &HashRing::new(&["10.0.0.2:4317", "10.0.0.4:4317"]),
-    );
+    send_200_traces_onto(&exporter, &fleet, 31, &["10.0.0.2:4317", "10.0.0.4:4317"]).await;
 
     api.delete(SLICES, "gateway-def");
     until("the deleted slice's backend leaves", || {
@@ -175,4 +157,25 @@ async fn without_a_kubernetes_api_start_fails() {
     }
     let error = exporter.start().await.unwrap_err();
     assert!(error.to_string().contains("resolver.k8s"), "{error}");
+}
+
+/// Sends 200 traces of 3 spans (IDs from `seed`) in requests of 20 traces,
+/// waits until the fleet has them all, and checks each trace landed whole
+/// on the owner the ring over `ring_keys` names.
+async fn send_200_traces_onto(
+    exporter: &LoadBalancingExporter,
+    fleet: &Fleet,
+    seed: u64,
+    ring_keys: &[&str],
+) {
+    let before = fleet.span_count();
+    let traces = ids(seed, 200);
+    for chunk in traces.chunks(20) {
+        send(exporter, chunk, 3).await;
+    }
+    until("the traces delivered", || {
+        fleet.span_count() == before + 600
+    })
+    .await;
+    assert_placed(fleet, &traces, &HashRing::new(ring_keys));
 }
