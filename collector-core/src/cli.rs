@@ -19,6 +19,8 @@ pub struct Distribution {
     pub binary: &'static str,
     /// One line on what it is (`--help`).
     pub about: &'static str,
+    /// The release (`--version`, and what OpAMP reports).
+    pub version: &'static str,
     /// The config used when no `--config` is given.
     pub default_config: String,
     /// Every component it offers.
@@ -80,6 +82,10 @@ impl Cli {
             sources,
             overrides: self.set.clone(),
             shutdown_timeout: self.shutdown_timeout,
+            build: crate::component::BuildInfo {
+                binary: distribution.binary.to_string(),
+                version: distribution.version.to_string(),
+            },
         }
     }
 }

@@ -5,7 +5,8 @@
 //! one; receivers share listeners through the host's pool, so ports stay open
 //! throughout and the old generation drains what it had accepted.
 
-use crate::component::{ComponentError, Factories, HealthStatus, Host};
+use crate::component::control::ConfigUpdate;
+use crate::component::{BuildInfo, ComponentError, Factories, HealthStatus, Host};
 use crate::config::{self, Config, ConfigErrors, ConfigSource};
 use crate::observe;
 use crate::pipeline::{self, Pipelines};
@@ -39,6 +40,8 @@ pub struct ServiceOptions {
     pub overrides: Vec<String>,
     /// Deadline for draining on shutdown and for the old generation on reload.
     pub shutdown_timeout: Duration,
+    /// The binary's name and version (what OpAMP reports).
+    pub build: BuildInfo,
 }
 
 /// One running set of pipelines plus its self-metrics endpoint.
@@ -62,7 +65,7 @@ impl Service {
     pub fn new(factories: Factories, options: ServiceOptions) -> Self {
         Self {
             factories,
-            host: Host::new(),
+            host: Host::for_binary(options.build.clone()),
             options,
         }
     }
@@ -100,6 +103,15 @@ impl Service {
             None => None,
         };
         pipelines.start().await?;
+        let components = pipeline::components_by_pipeline(&plan);
+        let effective = Arc::new(config.clone());
+        self.host.control.publish(|state| {
+            state.generation += 1;
+            state.config = Some(effective);
+            state.started = std::time::SystemTime::now();
+            state.pipelines = components;
+            state.failures.clear();
+        });
         if let Some(listener) = listener {
             let address = listener
                 .local_addr()
@@ -134,58 +146,121 @@ impl Service {
         let config = config::load(&self.options.sources, &self.options.overrides)?;
         observe::logs::init(&config.service.telemetry);
         observe::register_process_metrics(&self.host.metrics);
-        self.host.health.set(HealthStatus::Starting);
+        self.set_health(HealthStatus::Starting);
+        // Taken before the first generation starts, so an extension's update
+        // submitted during start-up waits for the loop below.
+        let mut updates = self.host.control.take_updates();
         let mut current = self.start_generation(config).await?;
-        self.host.health.set(HealthStatus::Ready);
+        self.set_health(HealthStatus::Ready);
         tracing::info!("everything is ready; begin running and processing data");
 
+        // The remote configuration in force, if one was applied: it replaces
+        // the `--config` sources and `--set` overrides until the process ends.
+        let mut remote: Option<(String, Vec<String>)> = None;
         loop {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("received SIGTERM, shutting down"); break; }
                 _ = int.recv() => { tracing::info!("received SIGINT, shutting down"); break; }
                 _ = hup.recv() => {
                     tracing::info!("received SIGHUP, reloading configuration");
-                    current = self.reload(current).await;
+                    let (sources, overrides) = match &remote {
+                        // The files no longer describe what runs; re-reading
+                        // the remote config picks up a changed environment.
+                        Some((label, documents)) => (remote_sources(label, documents), Vec::new()),
+                        None => (self.options.sources.clone(), self.options.overrides.clone()),
+                    };
+                    let (next, outcome) = self.reload(current, &sources, &overrides).await;
+                    current = next;
+                    if let Err(e) = outcome {
+                        tracing::error!(error = %e, "keeping the running configuration");
+                    }
+                }
+                Some(update) = recv_update(&mut updates) => {
+                    let ConfigUpdate { label, documents, reply } = update;
+                    tracing::info!(source = %label, "applying a new configuration");
+                    let sources = remote_sources(&label, &documents);
+                    let (next, outcome) = self.reload(current, &sources, &[]).await;
+                    current = next;
+                    match &outcome {
+                        Ok(()) => remote = Some((label, documents)),
+                        Err(e) => tracing::error!(source = %label, error = %e, "new configuration refused; keeping the running one"),
+                    }
+                    // The requester may have gone (its extension stopped).
+                    let _ = reply.send(outcome);
                 }
             }
         }
 
-        self.host.health.set(HealthStatus::Stopping);
+        self.set_health(HealthStatus::Stopping);
         let deadline = Instant::now() + self.options.shutdown_timeout;
         self.stop_generation(current, deadline).await;
         tracing::info!("shutdown complete");
         Ok(())
     }
 
-    /// Builds the new generation from the config sources; on any error keeps
-    /// the current one and logs why.
-    async fn reload(&self, current: Generation) -> Generation {
-        let checked = config::load(&self.options.sources, &self.options.overrides)
+    /// Builds a new generation from `sources` and `overrides` and swaps it in;
+    /// on any error keeps `current` and says why.
+    async fn reload(
+        &self,
+        current: Generation,
+        sources: &[ConfigSource],
+        overrides: &[String],
+    ) -> (Generation, Result<(), String>) {
+        let checked = config::load(sources, overrides)
             .and_then(|config| pipeline::plan(&config, &self.factories).map(|_| config));
         let config = match checked {
             Ok(config) => config,
-            Err(e) => {
-                tracing::error!(error = %e, "new configuration rejected; keeping the running one");
-                return current;
-            }
+            Err(e) => return (current, Err(e.to_string())),
         };
         if config == current.config {
             tracing::info!("configuration unchanged; nothing to reload");
-            return current;
+            return (current, Ok(()));
         }
         match self.start_generation(config).await {
             Ok(next) => {
                 let deadline = Instant::now() + self.options.shutdown_timeout;
                 self.stop_generation(current, deadline).await;
                 self.host.listeners.release_unused();
+                self.set_health(HealthStatus::Ready);
                 tracing::info!("configuration reloaded");
-                next
+                (next, Ok(()))
             }
             Err(e) => {
-                tracing::error!(error = %e, "new configuration failed to start; keeping the running one");
                 self.host.listeners.release_unused();
-                current
+                (
+                    current,
+                    Err(format!("the new configuration failed to start: {e}")),
+                )
             }
         }
+    }
+
+    /// Sets the health the `health_check` extension answers with, and
+    /// publishes it for OpAMP.
+    fn set_health(&self, status: HealthStatus) {
+        self.host.health.set(status);
+        let effective = self.host.health.get();
+        self.host.control.publish(|state| state.health = effective);
+    }
+}
+
+/// The sources of a remote configuration: its documents in order.
+fn remote_sources(label: &str, documents: &[String]) -> Vec<ConfigSource> {
+    documents
+        .iter()
+        .map(|yaml| ConfigSource::Text {
+            label: label.to_string(),
+            yaml: yaml.clone(),
+        })
+        .collect()
+}
+
+/// The next configuration update, or never when no channel was taken.
+async fn recv_update(
+    updates: &mut Option<tokio::sync::mpsc::Receiver<ConfigUpdate>>,
+) -> Option<ConfigUpdate> {
+    match updates {
+        Some(updates) => updates.recv().await,
+        None => std::future::pending().await,
     }
 }

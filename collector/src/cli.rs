@@ -10,6 +10,7 @@ use std::process::ExitCode;
 pub fn main(role: Role) -> ExitCode {
     collector_core::cli::main(Distribution {
         binary: role.binary(),
+        version: env!("CARGO_PKG_VERSION"),
         about: "An OpenTelemetry collector of the ollyscale-otel telemetry plane.",
         default_config: role.default_config().to_string(),
         factories: components::all,

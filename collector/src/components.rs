@@ -4,6 +4,7 @@
 use collector_core::component::{Factories, FactoryError};
 use collector_core::extension::file_storage::FileStorageFactory;
 use collector_core::extension::health_check::HealthCheckFactory;
+use collector_core::extension::opamp::OpampFactory;
 use collector_core::processor::{BatchFactory, MemoryLimiterFactory, ResourceFactory};
 use collector_core::receiver::otlp::OtlpReceiverFactory;
 
@@ -17,6 +18,7 @@ pub fn all() -> Result<Factories, FactoryError> {
     factories.processor(sampling::processor::TailSamplingFactory)?;
     factories.extension(HealthCheckFactory)?;
     factories.extension(FileStorageFactory)?;
+    factories.extension(OpampFactory)?;
     exporters::register(&mut factories).map_err(|exporters::Error::Register(e)| e)?;
     Ok(factories)
 }

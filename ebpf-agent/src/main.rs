@@ -51,6 +51,7 @@ fn main() -> ExitCode {
     };
     collector_core::cli::main(Distribution {
         binary: "ebpf-agent",
+        version: env!("CARGO_PKG_VERSION"),
         about: "HTTP spans and RED metrics from kernel probes, exported as OTLP.",
         default_config,
         factories: components,

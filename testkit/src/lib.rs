@@ -8,6 +8,7 @@
 
 pub mod kube_api;
 pub mod netns;
+pub mod opamp_server;
 
 use collector_core::pdata::json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;

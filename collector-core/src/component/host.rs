@@ -1,6 +1,7 @@
 //! Services the runtime offers to components: listeners that survive
 //! reloads, self-metrics, and the collector's health.
 
+use super::control::{ComponentFailure, ServiceControl};
 use crate::observe::MetricsRegistry;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -20,6 +21,28 @@ pub struct Host {
     pub health: HealthState,
     /// Services extensions offer to other components, by extension id.
     pub services: ServiceDirectory,
+    /// What runs, and where remote configuration comes in (OpAMP).
+    pub control: ServiceControl,
+    /// Which binary this is.
+    pub build: BuildInfo,
+}
+
+/// The binary's name and version, as the collector reports itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// `gateway-collector`, ...
+    pub binary: String,
+    /// The release.
+    pub version: String,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        Self {
+            binary: "collector".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
 }
 
 /// Where extensions publish a service (e.g. `file_storage` its storage) for
@@ -72,12 +95,28 @@ impl Host {
         Arc::new(Self::default())
     }
 
+    /// A host for the binary `build` describes.
+    pub fn for_binary(build: BuildInfo) -> Arc<Self> {
+        Arc::new(Self {
+            build,
+            ..Self::default()
+        })
+    }
+
     /// A component hit an error it cannot recover from (e.g. its server task
     /// died): the collector reports itself unhealthy from now on, so the
     /// orchestrator's liveness probe restarts it.
     pub fn report_fatal_error(&self, component: &str, error: &dyn std::fmt::Display) {
         tracing::error!(component, error = %error, "fatal component error; reporting unhealthy");
         self.health.set(HealthStatus::Failed);
+        let failure = ComponentFailure {
+            error: error.to_string(),
+            at: std::time::SystemTime::now(),
+        };
+        self.control.publish(|state| {
+            state.health = HealthStatus::Failed;
+            state.failures.insert(component.to_string(), failure);
+        });
     }
 }
 

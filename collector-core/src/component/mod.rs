@@ -4,6 +4,7 @@
 //! type-checks the component's config section, says which signals it
 //! supports, and builds instances. [`Factories`] is the set a binary offers.
 
+pub mod control;
 mod factory;
 mod host;
 mod id;
@@ -17,7 +18,7 @@ pub use factory::{
     ExporterFactory, ExtensionFactory, Factory, ParsedConfig, ProcessorFactory, ReceiverConsumers,
     ReceiverFactory, Stability,
 };
-pub use host::{HealthState, HealthStatus, Host, ListenerPool, ServiceDirectory};
+pub use host::{BuildInfo, HealthState, HealthStatus, Host, ListenerPool, ServiceDirectory};
 pub use id::ComponentId;
 pub use kind::Kind;
 pub use registry::{Factories, FactoryError};

@@ -2,3 +2,4 @@
 
 pub mod file_storage;
 pub mod health_check;
+pub mod opamp;

@@ -10,7 +10,7 @@ mod observed;
 mod plan;
 
 pub use build::Pipelines;
-pub use plan::{Plan, plan};
+pub use plan::{Plan, components_by_pipeline, plan};
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,34 @@ pub struct Plan {
     pub extensions: Vec<ComponentId>,
 }
 
+/// Each pipeline's components as otelcol's status reporting names them
+/// (`receiver:otlp`, `processor:batch`, `exporter:otlp/to`), in data order;
+/// extensions under the key `extensions`.
+pub fn components_by_pipeline(plan: &Plan) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    for (id, pipeline) in &plan.pipelines {
+        let named = |kind: &str, ids: &[ComponentId]| {
+            ids.iter()
+                .map(|id| format!("{kind}:{id}"))
+                .collect::<Vec<_>>()
+        };
+        let mut components = named("receiver", &pipeline.receivers);
+        components.extend(named("processor", &pipeline.processors));
+        components.extend(named("exporter", &pipeline.exporters));
+        out.insert(format!("pipeline:{id}"), components);
+    }
+    if !plan.extensions.is_empty() {
+        out.insert(
+            "extensions".to_string(),
+            plan.extensions
+                .iter()
+                .map(|id| format!("extension:{id}"))
+                .collect(),
+        );
+    }
+    out
+}
+
 fn supported(factories: &Factories, kind: Kind) -> String {
     factories.names(kind).join(", ")
 }
