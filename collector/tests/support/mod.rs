@@ -14,3 +14,22 @@ pub fn binary(name: &str) -> PathBuf {
         other => panic!("unknown binary {other}"),
     }
 }
+
+/// Path of a binary of another workspace package (`otel-loadgen`,
+/// `otel-sink`), which cargo does not hand to this crate's tests: it sits
+/// beside the test executable's folder once `cargo build --workspace` ran
+/// (as `cargo xtask ci` does before the tests).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile folder");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as `cargo xtask ci` does)",
+        path.display()
+    );
+    path
+}
