@@ -339,6 +339,45 @@ fn http_transport_polls_and_applies_remote_config() {
         s.effective_config(&uid)
             .is_some_and(|c| c.contains("after.json"))
     });
+    // The same config (same hash) again is not applied again: after the
+    // reply that carried it and two more exchanges, the statuses for the
+    // hash are still just APPLYING, APPLIED.
+    let again = new_config.clone();
+    server.push_remote(
+        &uid,
+        proto::AgentRemoteConfig {
+            config: Some(proto::AgentConfigMap {
+                config_map: std::collections::HashMap::from([(
+                    String::new(),
+                    proto::AgentConfigFile {
+                        body: again.into_bytes(),
+                        content_type: "text/yaml".into(),
+                    },
+                )]),
+            }),
+            config_hash: hash.clone(),
+        },
+    );
+    server.wait_for("the repeated config delivered", |s| !s.is_pending(&uid));
+    let delivered_at = server.state().messages.len();
+    server.wait_for("two more exchanges", |s| {
+        s.messages.len() >= delivered_at + 2
+    });
+    let statuses: Vec<i32> = server
+        .state()
+        .from_agent(&uid)
+        .filter_map(|m| m.remote_config_status.as_ref())
+        .filter(|st| st.last_remote_config_hash == hash)
+        .map(|st| st.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            RemoteConfigStatuses::Applying as i32,
+            RemoteConfigStatuses::Applied as i32
+        ]
+    );
+
     let addr = collector.address("otlp", "http");
     assert_eq!(post_traces(addr, 1), 200);
     eventually(

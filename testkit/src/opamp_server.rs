@@ -93,6 +93,11 @@ impl OpampState {
             .last()
     }
 
+    /// Whether a pushed config still waits for agent `uid`'s next message.
+    pub fn is_pending(&self, uid: &[u8]) -> bool {
+        self.pending.contains_key(uid)
+    }
+
     /// The agent's latest health.
     pub fn health(&self, uid: &[u8]) -> Option<proto::ComponentHealth> {
         self.from_agent(uid).filter_map(|m| m.health.clone()).last()

@@ -16,6 +16,12 @@
 //! (decision_wait shortened to 2 s) and exported what it kept, prints what each
 //! stage received and exported (from their own self-metrics), and leaves them
 //! running until Ctrl-C (`--no-wait` stops them instead).
+//!
+//! The gateway's `opamp` extension talks to `opamp-test-server` (testkit's
+//! OllyScale-like OpAMP server) on :14320, which prints the agent it sees,
+//! edits the effective config the gateway reported (the batch timeout, as
+//! an operator would in the UI), pushes it back, and prints the status the
+//! gateway reports once the new pipelines run.
 
 use crate::cmd;
 use crate::paths;
@@ -81,8 +87,68 @@ impl Drop for Processes {
     }
 }
 
-/// The gateway decides sooner than the chart's 10 s, so the demo is quick.
-const GATEWAY_SETS: [&str; 1] = ["processors.tail_sampling.decision_wait=2s"];
+/// The gateway decides sooner than the chart's 10 s, so the demo is quick,
+/// and reports to the demo's OpAMP server.
+const GATEWAY_SETS: [&str; 2] = [
+    "processors.tail_sampling.decision_wait=2s",
+    "extensions.opamp.server.ws.endpoint=ws://127.0.0.1:14320/v1/opamp",
+];
+/// Where the demo's OpAMP server listens.
+const OPAMP_SERVER: &str = "127.0.0.1:14320";
+/// What the demo's OpAMP server changes in the gateway's config.
+const OPAMP_EDIT: &str = "processors.batch.timeout=1s";
+
+/// Starts the OpAMP server; its output lines arrive on the returned channel.
+fn start_opamp_server(
+    processes: &mut Processes,
+    bin: &Path,
+) -> Result<std::sync::mpsc::Receiver<String>> {
+    use std::io::BufRead;
+    let mut child = Command::new(bin)
+        .args([
+            "--ws",
+            OPAMP_SERVER,
+            "--heartbeat",
+            "1",
+            "--edit",
+            OPAMP_EDIT,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("opamp-test-server stdout")?;
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    processes.0.push(("opamp-test-server".to_string(), child));
+    Ok(received)
+}
+
+/// Prints the OpAMP server's lines until it reports the remote config's
+/// final status.
+fn show_opamp(lines: &std::sync::mpsc::Receiver<String>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines
+            .recv_timeout(left)
+            .context("the OpAMP server reported no remote config status within 60s")?;
+        println!("  {line}");
+        if line.contains("remote config status") {
+            return Ok(());
+        }
+    }
+}
 
 fn listen_sets(ports: &Ports) -> Vec<String> {
     let mut sets = Vec::new();
@@ -209,6 +275,8 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
         "collector",
         "-p",
         "loadgen",
+        "-p",
+        "testkit",
     ]))?;
     let bin = root.join("target/release");
     let dir = root.join("target/demo");
@@ -224,6 +292,7 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
     fs::write(&overlay, GATEWAY_OVERLAY)?;
 
     let mut processes = Processes(Vec::new());
+    let opamp_lines = start_opamp_server(&mut processes, &bin.join("opamp-test-server"))?;
     start(
         &mut processes,
         &dir,
@@ -255,6 +324,8 @@ pub(crate) fn run(no_wait: bool) -> Result<()> {
     )?;
     wait_healthy(&mut processes, &dir, AGENT.health, "agent")?;
     wait_healthy(&mut processes, &dir, BROWSER.health, "browser")?;
+    println!("demo: the gateway and the OpAMP server (OllyScale's side, on {OPAMP_SERVER}):");
+    show_opamp(&opamp_lines)?;
     println!(
         "demo: gateway :{} <- agent :{} (gRPC) and browser :{} (HTTP); logs in {}",
         GATEWAY.grpc,
