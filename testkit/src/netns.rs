@@ -57,6 +57,11 @@ impl NetNs {
     /// Creates `olly-lb-<pid>-<tag>` with `lo` up and a resolv.conf that
     /// points at 127.0.0.1 (where the test's dnsmasq listens).
     pub fn create(tag: &str) -> NetNs {
+        Self::create_with_nameserver(tag, "127.0.0.1")
+    }
+
+    /// Like [`NetNs::create`], with the resolver at `nameserver`.
+    pub fn create_with_nameserver(tag: &str, nameserver: &str) -> NetNs {
         let name = format!("olly-lb-{}-{tag}", std::process::id());
         // A leftover of an earlier run with the same pid.
         let _ = Command::new("ip").args(["netns", "del", &name]).output();
@@ -69,7 +74,7 @@ impl NetNs {
         std::fs::create_dir_all(&ns.etc).expect("create /etc/netns/<ns>");
         std::fs::write(
             ns.etc.join("resolv.conf"),
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:2\n",
+            format!("nameserver {nameserver}\noptions timeout:1 attempts:2\n"),
         )
         .expect("write resolv.conf");
         ns
@@ -132,28 +137,124 @@ impl Drop for NetNs {
     }
 }
 
+/// A cluster network: a namespace holding a bridge (the "node"), with pod
+/// namespaces attached by veth pairs on one /24, each resolving names
+/// through the bridge's address (where a [`Dnsmasq`] can answer them).
+pub struct Cluster {
+    /// The bridge's namespace; its address is the subnet's `.1`.
+    pub ns: NetNs,
+    prefix: String,
+    pods: usize,
+}
+
+impl Cluster {
+    /// Creates the bridge namespace with `<prefix>.1/24` (e.g. prefix `10.213.0`).
+    pub fn create(tag: &str, prefix: &str) -> Cluster {
+        let gateway = format!("{prefix}.1");
+        let ns = NetNs::create_with_nameserver(tag, &gateway);
+        run(Command::new("ip").args(["-n", &ns.name, "link", "add", "br0", "type", "bridge"]));
+        run(Command::new("ip").args([
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &format!("{gateway}/24"),
+            "dev",
+            "br0",
+        ]));
+        run(Command::new("ip").args(["-n", &ns.name, "link", "set", "br0", "up"]));
+        Cluster {
+            ns,
+            prefix: prefix.to_string(),
+            pods: 0,
+        }
+    }
+
+    /// The bridge's address (the resolver's).
+    pub fn gateway_address(&self) -> String {
+        format!("{}.1", self.prefix)
+    }
+
+    /// A pod: a namespace with `eth0` at `<prefix>.<host>/24` on the bridge.
+    pub fn pod(&mut self, tag: &str, host: u8) -> NetNs {
+        self.pods += 1;
+        let pod = NetNs::create_with_nameserver(tag, &self.gateway_address());
+        // veth names are at most 15 bytes.
+        let outside = format!("vp{}", self.pods);
+        run(Command::new("ip").args([
+            "-n",
+            &self.ns.name,
+            "link",
+            "add",
+            &outside,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &pod.name,
+        ]));
+        run(Command::new("ip").args([
+            "-n",
+            &self.ns.name,
+            "link",
+            "set",
+            &outside,
+            "master",
+            "br0",
+            "up",
+        ]));
+        let address = format!("{}.{host}/24", self.prefix);
+        run(Command::new("ip").args(["-n", &pod.name, "addr", "add", &address, "dev", "eth0"]));
+        run(Command::new("ip").args(["-n", &pod.name, "link", "set", "eth0", "up"]));
+        pod
+    }
+
+    /// `<prefix>.<host>`
+    pub fn address(&self, host: u8) -> String {
+        format!("{}.{host}", self.prefix)
+    }
+}
+
 /// dnsmasq inside a namespace, answering from a hosts file it re-reads on
 /// SIGHUP (dnsmasq reloads `--addn-hosts` files then). Nothing is cached:
 /// `--local-ttl=0` and `--no-negcache`.
 pub struct Dnsmasq {
     child: Child,
     hosts: PathBuf,
+    records: std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>,
     _dir: tempfile::TempDir,
 }
 
 impl Dnsmasq {
     /// Starts dnsmasq on 127.0.0.1:53 in `ns`, answering `name` with `addresses`.
     pub fn start(ns: &NetNs, name: &str, addresses: &[&str]) -> Dnsmasq {
+        Self::start_at(ns, "127.0.0.1", &[(name, addresses)])
+    }
+
+    /// Starts dnsmasq on `listen`:53 in `ns`, answering each name with its
+    /// addresses.
+    pub fn start_at(ns: &NetNs, listen: &str, records: &[(&str, &[&str])]) -> Dnsmasq {
         let dir = tempfile::tempdir().expect("temp dir");
         let hosts = dir.path().join("hosts");
-        std::fs::write(&hosts, hosts_text(name, addresses)).expect("write hosts");
+        let records: std::collections::BTreeMap<String, Vec<String>> = records
+            .iter()
+            .map(|(name, addresses)| {
+                (
+                    name.to_string(),
+                    addresses.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        std::fs::write(&hosts, hosts_text(&records)).expect("write hosts");
         let child = ns
             .command("/usr/sbin/dnsmasq")
             .args([
                 "--no-daemon",
                 "--conf-file=/dev/null",
                 "--port=53",
-                "--listen-address=127.0.0.1",
+                &format!("--listen-address={listen}"),
                 "--bind-interfaces",
                 "--no-resolv",
                 "--no-hosts",
@@ -171,15 +272,27 @@ impl Dnsmasq {
         let dnsmasq = Dnsmasq {
             child,
             hosts,
+            records: std::sync::Mutex::new(records.clone()),
             _dir: dir,
         };
-        dnsmasq.wait_for(ns, name, addresses);
+        for (name, addresses) in &records {
+            let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+            dnsmasq.wait_for(ns, name, &addresses);
+        }
         dnsmasq
     }
 
     /// Changes the answer for `name` and waits until dnsmasq gives it.
     pub fn set(&self, ns: &NetNs, name: &str, addresses: &[&str]) {
-        std::fs::write(&self.hosts, hosts_text(name, addresses)).expect("write hosts");
+        let text = {
+            let mut records = self.records.lock().expect("records");
+            records.insert(
+                name.to_string(),
+                addresses.iter().map(|a| a.to_string()).collect(),
+            );
+            hosts_text(&records)
+        };
+        std::fs::write(&self.hosts, text).expect("write hosts");
         let pid = i32::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we own.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
@@ -204,8 +317,11 @@ impl Dnsmasq {
     }
 }
 
-fn hosts_text(name: &str, addresses: &[&str]) -> String {
-    addresses.iter().map(|a| format!("{a} {name}\n")).collect()
+fn hosts_text(records: &std::collections::BTreeMap<String, Vec<String>>) -> String {
+    records
+        .iter()
+        .flat_map(|(name, addresses)| addresses.iter().map(move |a| format!("{a} {name}\n")))
+        .collect()
 }
 
 impl Drop for Dnsmasq {

@@ -60,6 +60,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Render the Helm chart and run it without a cluster: every rendered
+    /// collector in a network namespace standing for its pod, dnsmasq for the
+    /// cluster names, the Python SDK and OTLP/JSON through agent and browser
+    /// to a receiver, scaling the gateways from 1 to 3 (root; the
+    /// `chart_e2e` test, which `ci` also runs), plus the chart's Helm tests.
+    E2e,
     /// Print `export OLLY_...=...` lines for the tools the tests use
     /// (use as `eval "$(cargo xtask env)"`).
     Env,
@@ -86,6 +92,24 @@ fn main() -> ExitCode {
                     "--",
                 ])
                 .args(args);
+            cmd::run_inherited(&mut command)
+        }
+        Command::E2e => {
+            let mut command = cmd::cargo();
+            command
+                .args([
+                    "nextest",
+                    "run",
+                    "-p",
+                    "collector",
+                    "--test",
+                    "chart",
+                    "--test",
+                    "chart_e2e",
+                    "--no-fail-fast",
+                ])
+                .current_dir(paths::repo_root())
+                .envs(paths::test_env());
             cmd::run_inherited(&mut command)
         }
         Command::Env => {
