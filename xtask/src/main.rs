@@ -14,6 +14,7 @@ mod bench;
 mod ci;
 mod cmd;
 mod demo;
+mod dist;
 mod paths;
 mod setup;
 
@@ -60,6 +61,9 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Static (musl) release binaries and, with a Docker daemon, the images
+    /// (`deploy/docker`), each run once; prints their sizes.
+    Dist(dist::DistArgs),
     /// Render the Helm chart and run it without a cluster: every rendered
     /// collector in a network namespace standing for its pod, dnsmasq for the
     /// cluster names, the Python SDK and OTLP/JSON through agent and browser
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
                 .args(args);
             cmd::run_inherited(&mut command)
         }
+        Command::Dist(args) => dist::run(args),
         Command::E2e => {
             let mut command = cmd::cargo();
             command
