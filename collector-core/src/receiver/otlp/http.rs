@@ -5,6 +5,7 @@
 use super::cors::Cors;
 use super::grpc::response_bytes;
 use super::ingest::{Ingest, Transport};
+use super::rate_limit::{RateLimit, RateLimited};
 use crate::compression::{DecompressError, Encoding};
 use crate::consumer::ConsumeError;
 use crate::pdata::{
@@ -47,6 +48,8 @@ pub(crate) struct HttpSettings {
     /// Accepted encodings; empty = every supported one.
     pub(crate) encodings: Vec<Encoding>,
     pub(crate) response_headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// Per-client rate limit, when configured.
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// A response under construction.
@@ -87,6 +90,18 @@ impl Reply {
             retry_after: None,
             allow_post: false,
         }
+    }
+
+    /// 429 from the rate limiter.
+    fn rate_limited(format: BodyFormat, limited: RateLimited, what: &str) -> Self {
+        let mut reply = Self::status(
+            StatusCode::TOO_MANY_REQUESTS,
+            format,
+            tonic::Code::ResourceExhausted,
+            &format!("rate limit exceeded: too many {what} from this client"),
+        );
+        reply.retry_after = Some(limited.retry_after);
+        reply
     }
 
     fn from_consume_error(format: BodyFormat, e: &ConsumeError) -> Self {
@@ -199,6 +214,22 @@ impl HttpSettings {
                 );
             }
         };
+        let client_ip = match (&self.rate_limit, peer) {
+            (Some(limit), Some(peer)) => {
+                let ip = limit.limiter.client_address(peer.ip(), request.headers());
+                if let Err(limited) = limit.limiter.check_request(ip) {
+                    limit.limited_requests.inc();
+                    ingest.refuse_request(
+                        Transport::Http,
+                        "rate_limited",
+                        &format!("client {ip} is over its request rate"),
+                    );
+                    return Reply::rate_limited(format, limited, "requests");
+                }
+                Some(ip)
+            }
+            _ => None,
+        };
         let bad = |reason: &'static str, status: StatusCode, message: String| {
             ingest.refuse_request(Transport::Http, reason, &message);
             Reply::status(status, format, tonic::Code::InvalidArgument, &message)
@@ -283,6 +314,22 @@ impl HttpSettings {
             Ok(payload) => payload,
             Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
         };
+        if let (Some(limit), Some(ip), Payload::Traces(traces)) =
+            (&self.rate_limit, client_ip, &payload)
+        {
+            let spans = traces.item_count();
+            if let Err(limited) = limit.limiter.check_spans(ip, spans) {
+                limit.limited_spans.inc();
+                ingest.refuse_items(
+                    Transport::Http,
+                    Signal::Traces,
+                    "rate_limited",
+                    spans,
+                    &format!("client {ip} is over its span rate"),
+                );
+                return Reply::rate_limited(format, limited, "spans");
+            }
+        }
         match ingest.export(Transport::Http, payload, client).await {
             Ok(rejected) => Reply {
                 status: StatusCode::OK,

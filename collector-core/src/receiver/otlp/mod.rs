@@ -9,8 +9,11 @@ mod cors;
 mod grpc;
 mod http;
 mod ingest;
+mod rate_limit;
 
-pub use config::{CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use config::{
+    CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols, RateLimitConfig,
+};
 pub use grpc::{RawCodec, RawDecoder, RawEncoder};
 
 use crate::component::{
@@ -134,6 +137,10 @@ impl OtlpReceiver {
                 .filter_map(|name| crate::compression::Encoding::from_header(name))
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
+            rate_limit: config
+                .rate_limit
+                .as_ref()
+                .map(|limit| rate_limit::RateLimit::new(&self.id, limit, &self.host.metrics)),
         });
         server::spawn_with_tls(
             &format!("{}/http", self.id),
