@@ -19,6 +19,7 @@ receivers:
       http:
         endpoint: 127.0.0.1:0
         max_request_body_size: 1048576
+        accept_text_plain_json: {text_plain}
         rate_limit:
           requests_per_second: 5
           request_burst: 10
@@ -43,7 +44,13 @@ const JSON: (&str, &str) = ("Content-Type", "application/json");
 const RESOURCE_EXHAUSTED: i64 = 8;
 
 fn start(max_clients: usize) -> (Collector, SocketAddr) {
-    let config = CONFIG.replace("{max_clients}", &max_clients.to_string());
+    start_with(max_clients, true)
+}
+
+fn start_with(max_clients: usize, text_plain: bool) -> (Collector, SocketAddr) {
+    let config = CONFIG
+        .replace("{max_clients}", &max_clients.to_string())
+        .replace("{text_plain}", &text_plain.to_string());
     let collector = Collector::start(support::binary("browser-collector"), &config);
     let http = collector.address("otlp", "http");
     (collector, http)
@@ -297,6 +304,32 @@ fn an_oversized_body_gets_413() {
         collector.metric(
             "otelcol_receiver_refused_requests_total",
             &[("receiver", "otlp"), ("reason", "too_large")],
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn text_plain_json_is_accepted_only_where_enabled() {
+    // What navigator.sendBeacon sends: JSON under a CORS-safelisted type.
+    let beacon = ("Content-Type", "text/plain;charset=UTF-8");
+    let (collector, http) = start_with(1000, true);
+    let response = http_request(http, "POST", "/v1/traces", &[beacon], &traces_body(3));
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        collector.metric(
+            "otelcol_receiver_accepted_spans_total",
+            &[("receiver", "otlp")],
+        ),
+        2.0
+    );
+    let (collector, http) = start_with(1000, false);
+    let response = http_request(http, "POST", "/v1/traces", &[beacon], &traces_body(3));
+    assert_eq!(response.status, 415, "{response:?}");
+    assert_eq!(
+        collector.metric(
+            "otelcol_receiver_refused_requests_total",
+            &[("receiver", "otlp"), ("reason", "content_type")],
         ),
         1.0
     );

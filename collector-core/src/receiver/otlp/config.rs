@@ -137,6 +137,8 @@ pub struct HttpConfig {
     pub response_headers: BTreeMap<String, String>,
     /// Per-client rate limit (ollyscale-otel); off when absent.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Read `text/plain` bodies as OTLP/JSON (`navigator.sendBeacon`), ollyscale-otel.
+    pub accept_text_plain_json: bool,
     /// Authentication extension: not supported.
     pub auth: Option<serde_yaml_ng::Value>,
     /// Accepted for compatibility.
@@ -167,6 +169,7 @@ impl Default for HttpConfig {
             compression_algorithms: Vec::new(),
             response_headers: BTreeMap::new(),
             rate_limit: None,
+            accept_text_plain_json: false,
             auth: None,
             read_header_timeout: None,
             idle_timeout: None,

@@ -48,6 +48,8 @@ pub(crate) struct HttpSettings {
     /// Accepted encodings; empty = every supported one.
     pub(crate) encodings: Vec<Encoding>,
     pub(crate) response_headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// `text/plain` bodies are OTLP/JSON (sendBeacon).
+    pub(crate) accept_text_plain_json: bool,
     /// Per-client rate limit, when configured.
     pub(crate) rate_limit: Option<RateLimit>,
 }
@@ -204,6 +206,7 @@ impl HttpSettings {
         let format = match content_type.as_str() {
             "application/x-protobuf" => BodyFormat::Protobuf,
             "application/json" => BodyFormat::Json,
+            "text/plain" if self.accept_text_plain_json => BodyFormat::Json,
             other => {
                 ingest.refuse_request(Transport::Http, "content_type", other);
                 return Reply::text(

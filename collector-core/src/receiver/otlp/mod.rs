@@ -137,6 +137,7 @@ impl OtlpReceiver {
                 .filter_map(|name| crate::compression::Encoding::from_header(name))
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
+            accept_text_plain_json: config.accept_text_plain_json,
             rate_limit: config
                 .rate_limit
                 .as_ref()
