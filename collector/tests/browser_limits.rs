@@ -20,6 +20,7 @@ receivers:
         endpoint: 127.0.0.1:0
         max_request_body_size: 1048576
         accept_text_plain_json: {text_plain}
+        max_concurrent_requests: {max_concurrent}
         rate_limit:
           requests_per_second: 5
           request_burst: 10
@@ -48,8 +49,17 @@ fn start(max_clients: usize) -> (Collector, SocketAddr) {
 }
 
 fn start_with(max_clients: usize, text_plain: bool) -> (Collector, SocketAddr) {
+    start_full(max_clients, text_plain, 0)
+}
+
+fn start_full(
+    max_clients: usize,
+    text_plain: bool,
+    max_concurrent: u32,
+) -> (Collector, SocketAddr) {
     let config = CONFIG
         .replace("{max_clients}", &max_clients.to_string())
+        .replace("{max_concurrent}", &max_concurrent.to_string())
         .replace("{text_plain}", &text_plain.to_string());
     let collector = Collector::start(support::binary("browser-collector"), &config);
     let http = collector.address("otlp", "http");
@@ -332,5 +342,60 @@ fn text_plain_json_is_accepted_only_where_enabled() {
             &[("receiver", "otlp"), ("reason", "content_type")],
         ),
         1.0
+    );
+}
+
+#[test]
+fn requests_beyond_the_concurrency_cap_get_503() {
+    let (collector, http) = start_full(1000, true, 1);
+    // A request whose body never comes holds the only slot. If it lost the
+    // race for the slot to one of our probes (and was answered 503), it is
+    // sent again.
+    let stall = || {
+        let mut stream = TcpStream::connect(http).expect("connect");
+        let head = format!(
+            "POST /v1/traces HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).expect("write head");
+        stream.set_nonblocking(true).expect("nonblocking");
+        stream
+    };
+    let stalled = std::cell::RefCell::new(stall());
+    // A new client address for every attempt, so the rate limit never answers first.
+    let attempt = std::cell::Cell::new(0u8);
+    let next_client = || {
+        attempt.set(attempt.get().wrapping_add(1));
+        format!("127.0.1.{}", attempt.get())
+    };
+    let busy = support::eventually(
+        "a 503 while the slot is held",
+        || {
+            let answered = stalled.borrow().peek(&mut [0u8; 1]).is_ok();
+            if answered {
+                *stalled.borrow_mut() = stall();
+            }
+            post_from(&next_client(), http, &[])
+        },
+        |r| r.status == 503,
+    );
+    let retry_after: u64 = busy
+        .header("Retry-After")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(retry_after >= 1, "{busy:?}");
+    let status: serde_json::Value = serde_json::from_slice(&busy.body).expect("JSON status");
+    assert_eq!(status["code"].as_i64(), Some(14), "UNAVAILABLE: {status}");
+    assert!(
+        collector.metric(
+            "otelcol_receiver_refused_requests_total",
+            &[("receiver", "otlp"), ("reason", "overloaded")],
+        ) >= 1.0
+    );
+    // Closing the stalled request frees the slot.
+    drop(stalled.into_inner());
+    support::eventually(
+        "a 200 once the slot is free",
+        || post_from(&next_client(), http, &[]).status,
+        |s| *s == 200,
     );
 }

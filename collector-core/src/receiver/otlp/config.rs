@@ -137,6 +137,11 @@ pub struct HttpConfig {
     pub response_headers: BTreeMap<String, String>,
     /// Per-client rate limit (ollyscale-otel); off when absent.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Requests served at once by this server; beyond it 503 (0 = unlimited), ollyscale-otel.
+    pub max_concurrent_requests: u32,
+    /// Body bytes being read and decoded at once (declared `Content-Length`,
+    /// else `max_request_body_size`); beyond it 503 (0 = unlimited), ollyscale-otel.
+    pub max_decoding_bytes: u64,
     /// Read `text/plain` bodies as OTLP/JSON (`navigator.sendBeacon`), ollyscale-otel.
     pub accept_text_plain_json: bool,
     /// Authentication extension: not supported.
@@ -170,6 +175,8 @@ impl Default for HttpConfig {
             response_headers: BTreeMap::new(),
             rate_limit: None,
             accept_text_plain_json: false,
+            max_concurrent_requests: 0,
+            max_decoding_bytes: 0,
             auth: None,
             read_header_timeout: None,
             idle_timeout: None,
@@ -355,6 +362,15 @@ impl OtlpReceiverConfig {
                         ));
                     }
                 }
+            }
+            if http.max_decoding_bytes > 0 && http.max_decoding_bytes < http.max_request_body_size {
+                return Err(ConfigError::new(
+                    "protocols.http.max_decoding_bytes",
+                    format!(
+                        "must be 0 or >= max_request_body_size ({})",
+                        http.max_request_body_size
+                    ),
+                ));
             }
             if let Some(limit) = &http.rate_limit {
                 limit.validate("protocols.http.rate_limit")?;

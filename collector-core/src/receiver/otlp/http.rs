@@ -50,6 +50,10 @@ pub(crate) struct HttpSettings {
     pub(crate) response_headers: Vec<(header::HeaderName, HeaderValue)>,
     /// `text/plain` bodies are OTLP/JSON (sendBeacon).
     pub(crate) accept_text_plain_json: bool,
+    /// Requests in progress, when capped.
+    pub(crate) concurrent_requests: Option<Arc<tokio::sync::Semaphore>>,
+    /// Body bytes being read and decoded, when capped (one permit a byte).
+    pub(crate) decoding_bytes: Option<Arc<tokio::sync::Semaphore>>,
     /// Per-client rate limit, when configured.
     pub(crate) rate_limit: Option<RateLimit>,
 }
@@ -103,6 +107,18 @@ impl Reply {
             &format!("rate limit exceeded: too many {what} from this client"),
         );
         reply.retry_after = Some(limited.retry_after);
+        reply
+    }
+
+    /// 503 for a server at its global caps.
+    fn overloaded(format: BodyFormat, what: &str) -> Self {
+        let mut reply = Self::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format,
+            tonic::Code::Unavailable,
+            &format!("server busy: too many {what} in progress"),
+        );
+        reply.retry_after = Some(std::time::Duration::from_secs(1));
         reply
     }
 
@@ -272,6 +288,32 @@ impl HttpSettings {
                 format!("request body exceeds {} bytes", self.max_body),
             );
         }
+        let _request_permit = match &self.concurrent_requests {
+            Some(cap) => match cap.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    ingest.refuse_request(Transport::Http, "overloaded", "concurrent requests");
+                    return Reply::overloaded(format, "requests");
+                }
+            },
+            None => None,
+        };
+        let bytes_permit = match &self.decoding_bytes {
+            Some(cap) => {
+                let bytes = declared.unwrap_or(self.max_body as u64).max(1);
+                match u32::try_from(bytes)
+                    .ok()
+                    .and_then(|n| cap.clone().try_acquire_many_owned(n).ok())
+                {
+                    Some(permit) => Some(permit),
+                    None => {
+                        ingest.refuse_request(Transport::Http, "overloaded", "decoding bytes");
+                        return Reply::overloaded(format, "bytes being decoded");
+                    }
+                }
+            }
+            None => None,
+        };
         let client = if self.include_metadata {
             let pairs = request
                 .headers()
@@ -317,6 +359,7 @@ impl HttpSettings {
             Ok(payload) => payload,
             Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
         };
+        drop(bytes_permit);
         if let (Some(limit), Some(ip), Payload::Traces(traces)) =
             (&self.rate_limit, client_ip, &payload)
         {

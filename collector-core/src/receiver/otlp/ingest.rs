@@ -50,8 +50,9 @@ pub(crate) struct Ingest {
 pub(crate) const ITEM_REFUSAL_REASONS: [&str; 1] = ["rate_limited"];
 
 /// Reasons a request is refused before decoding, as metric labels.
-pub(crate) const BAD_REQUEST_REASONS: [&str; 8] = [
+pub(crate) const BAD_REQUEST_REASONS: [&str; 9] = [
     "rate_limited",
+    "overloaded",
     "decode",
     "too_large",
     "content_type",

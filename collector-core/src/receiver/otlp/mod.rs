@@ -138,6 +138,18 @@ impl OtlpReceiver {
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
             accept_text_plain_json: config.accept_text_plain_json,
+            concurrent_requests: (config.max_concurrent_requests > 0).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_requests as usize,
+                ))
+            }),
+            decoding_bytes: (config.max_decoding_bytes > 0).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(config.max_decoding_bytes)
+                        .unwrap_or(usize::MAX)
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                ))
+            }),
             rate_limit: config
                 .rate_limit
                 .as_ref()
