@@ -252,7 +252,43 @@ pub fn http_request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    let stream = TcpStream::connect_timeout(&addr, PATIENCE).expect("connect");
+    exchange(stream, addr, method, path, headers, body)
+}
+
+/// [`http_request`] from a chosen local address (e.g. `127.0.0.2`, to play
+/// another client on loopback).
+pub fn http_request_from(
+    source: std::net::IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .expect("socket");
+    socket
+        .bind(&SocketAddr::new(source, 0).into())
+        .expect("bind client address");
+    socket
+        .connect_timeout(&addr.into(), PATIENCE)
+        .expect("connect");
+    exchange(socket.into(), addr, method, path, headers, body)
+}
+
+fn exchange(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",

@@ -135,6 +135,15 @@ pub struct HttpConfig {
     pub compression_algorithms: Vec<String>,
     /// Headers added to every response.
     pub response_headers: BTreeMap<String, String>,
+    /// Per-client rate limit (ollyscale-otel); off when absent.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Requests served at once by this server; beyond it 503 (0 = unlimited), ollyscale-otel.
+    pub max_concurrent_requests: u32,
+    /// Body bytes being read and decoded at once (declared `Content-Length`,
+    /// else `max_request_body_size`); beyond it 503 (0 = unlimited), ollyscale-otel.
+    pub max_decoding_bytes: u64,
+    /// Read `text/plain` bodies as OTLP/JSON (`navigator.sendBeacon`), ollyscale-otel.
+    pub accept_text_plain_json: bool,
     /// Authentication extension: not supported.
     pub auth: Option<serde_yaml_ng::Value>,
     /// Accepted for compatibility.
@@ -164,6 +173,10 @@ impl Default for HttpConfig {
             tls: None,
             compression_algorithms: Vec::new(),
             response_headers: BTreeMap::new(),
+            rate_limit: None,
+            accept_text_plain_json: false,
+            max_concurrent_requests: 0,
+            max_decoding_bytes: 0,
             auth: None,
             read_header_timeout: None,
             idle_timeout: None,
@@ -185,6 +198,82 @@ pub struct CorsConfig {
     pub exposed_headers: Vec<String>,
     /// Seconds a preflight answer may be cached (0 = no header).
     pub max_age: u64,
+}
+
+/// `protocols.http.rate_limit`: token buckets per client address.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Requests per second per client (0 = no request limit).
+    pub requests_per_second: f64,
+    /// Requests a client may send at once (default 2x the rate, at least 1).
+    pub request_burst: Option<f64>,
+    /// Spans per second per client (0 = no span limit).
+    pub spans_per_second: f64,
+    /// Spans a client may send at once (default 2x the rate, at least 1).
+    pub span_burst: Option<f64>,
+    /// Clients remembered at most; the least recently seen are forgotten first.
+    pub max_clients: usize,
+    /// CIDR blocks (or addresses) of proxies whose `Forwarded` /
+    /// `X-Forwarded-For` headers are believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 0.0,
+            request_burst: None,
+            spans_per_second: 0.0,
+            span_burst: None,
+            max_clients: 10_000,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+impl RateLimitConfig {
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        let rates = [
+            ("requests_per_second", Some(self.requests_per_second)),
+            ("request_burst", self.request_burst),
+            ("spans_per_second", Some(self.spans_per_second)),
+            ("span_burst", self.span_burst),
+        ];
+        for (key, value) in rates {
+            if value.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                return Err(ConfigError::new(
+                    format!("{path}.{key}"),
+                    "must be a number >= 0",
+                ));
+            }
+        }
+        for (key, burst) in [
+            ("request_burst", self.request_burst),
+            ("span_burst", self.span_burst),
+        ] {
+            if burst.is_some_and(|b| b < 1.0) {
+                return Err(ConfigError::new(format!("{path}.{key}"), "must be >= 1"));
+            }
+        }
+        if self.requests_per_second == 0.0 && self.spans_per_second == 0.0 {
+            return Err(ConfigError::new(
+                path,
+                "set requests_per_second and/or spans_per_second",
+            ));
+        }
+        if self.max_clients < 2 {
+            return Err(ConfigError::new(
+                format!("{path}.max_clients"),
+                "must be >= 2",
+            ));
+        }
+        for (i, cidr) in self.trusted_proxies.iter().enumerate() {
+            super::rate_limit::Cidr::parse(cidr)
+                .map_err(|e| ConfigError::new(format!("{path}.trusted_proxies[{i}]"), e))?;
+        }
+        Ok(())
+    }
 }
 
 fn check_tls(path: &str, tls: &Option<ServerTls>) -> Result<(), ConfigError> {
@@ -273,6 +362,18 @@ impl OtlpReceiverConfig {
                         ));
                     }
                 }
+            }
+            if http.max_decoding_bytes > 0 && http.max_decoding_bytes < http.max_request_body_size {
+                return Err(ConfigError::new(
+                    "protocols.http.max_decoding_bytes",
+                    format!(
+                        "must be 0 or >= max_request_body_size ({})",
+                        http.max_request_body_size
+                    ),
+                ));
+            }
+            if let Some(limit) = &http.rate_limit {
+                limit.validate("protocols.http.rate_limit")?;
             }
             crate::config::service::resolve_listen_address(&http.endpoint)
                 .map_err(|e| ConfigError::new("protocols.http.endpoint", e))?;

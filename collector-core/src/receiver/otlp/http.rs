@@ -5,6 +5,7 @@
 use super::cors::Cors;
 use super::grpc::response_bytes;
 use super::ingest::{Ingest, Transport};
+use super::rate_limit::{RateLimit, RateLimited};
 use crate::compression::{DecompressError, Encoding};
 use crate::consumer::ConsumeError;
 use crate::pdata::{
@@ -47,6 +48,14 @@ pub(crate) struct HttpSettings {
     /// Accepted encodings; empty = every supported one.
     pub(crate) encodings: Vec<Encoding>,
     pub(crate) response_headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// `text/plain` bodies are OTLP/JSON (sendBeacon).
+    pub(crate) accept_text_plain_json: bool,
+    /// Requests in progress, when capped.
+    pub(crate) concurrent_requests: Option<Arc<tokio::sync::Semaphore>>,
+    /// Body bytes being read and decoded, when capped (one permit a byte).
+    pub(crate) decoding_bytes: Option<Arc<tokio::sync::Semaphore>>,
+    /// Per-client rate limit, when configured.
+    pub(crate) rate_limit: Option<RateLimit>,
 }
 
 /// A response under construction.
@@ -87,6 +96,30 @@ impl Reply {
             retry_after: None,
             allow_post: false,
         }
+    }
+
+    /// 429 from the rate limiter.
+    fn rate_limited(format: BodyFormat, limited: RateLimited, what: &str) -> Self {
+        let mut reply = Self::status(
+            StatusCode::TOO_MANY_REQUESTS,
+            format,
+            tonic::Code::ResourceExhausted,
+            &format!("rate limit exceeded: too many {what} from this client"),
+        );
+        reply.retry_after = Some(limited.retry_after);
+        reply
+    }
+
+    /// 503 for a server at its global caps.
+    fn overloaded(format: BodyFormat, what: &str) -> Self {
+        let mut reply = Self::status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format,
+            tonic::Code::Unavailable,
+            &format!("server busy: too many {what} in progress"),
+        );
+        reply.retry_after = Some(std::time::Duration::from_secs(1));
+        reply
     }
 
     fn from_consume_error(format: BodyFormat, e: &ConsumeError) -> Self {
@@ -189,6 +222,7 @@ impl HttpSettings {
         let format = match content_type.as_str() {
             "application/x-protobuf" => BodyFormat::Protobuf,
             "application/json" => BodyFormat::Json,
+            "text/plain" if self.accept_text_plain_json => BodyFormat::Json,
             other => {
                 ingest.refuse_request(Transport::Http, "content_type", other);
                 return Reply::text(
@@ -198,6 +232,22 @@ impl HttpSettings {
                     ),
                 );
             }
+        };
+        let client_ip = match (&self.rate_limit, peer) {
+            (Some(limit), Some(peer)) => {
+                let ip = limit.limiter.client_address(peer.ip(), request.headers());
+                if let Err(limited) = limit.limiter.check_request(ip) {
+                    limit.limited_requests.inc();
+                    ingest.refuse_request(
+                        Transport::Http,
+                        "rate_limited",
+                        &format!("client {ip} is over its request rate"),
+                    );
+                    return Reply::rate_limited(format, limited, "requests");
+                }
+                Some(ip)
+            }
+            _ => None,
         };
         let bad = |reason: &'static str, status: StatusCode, message: String| {
             ingest.refuse_request(Transport::Http, reason, &message);
@@ -238,6 +288,32 @@ impl HttpSettings {
                 format!("request body exceeds {} bytes", self.max_body),
             );
         }
+        let _request_permit = match &self.concurrent_requests {
+            Some(cap) => match cap.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    ingest.refuse_request(Transport::Http, "overloaded", "concurrent requests");
+                    return Reply::overloaded(format, "requests");
+                }
+            },
+            None => None,
+        };
+        let bytes_permit = match &self.decoding_bytes {
+            Some(cap) => {
+                let bytes = declared.unwrap_or(self.max_body as u64).max(1);
+                match u32::try_from(bytes)
+                    .ok()
+                    .and_then(|n| cap.clone().try_acquire_many_owned(n).ok())
+                {
+                    Some(permit) => Some(permit),
+                    None => {
+                        ingest.refuse_request(Transport::Http, "overloaded", "decoding bytes");
+                        return Reply::overloaded(format, "bytes being decoded");
+                    }
+                }
+            }
+            None => None,
+        };
         let client = if self.include_metadata {
             let pairs = request
                 .headers()
@@ -283,6 +359,23 @@ impl HttpSettings {
             Ok(payload) => payload,
             Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
         };
+        drop(bytes_permit);
+        if let (Some(limit), Some(ip), Payload::Traces(traces)) =
+            (&self.rate_limit, client_ip, &payload)
+        {
+            let spans = traces.item_count();
+            if let Err(limited) = limit.limiter.check_spans(ip, spans) {
+                limit.limited_spans.inc();
+                ingest.refuse_items(
+                    Transport::Http,
+                    Signal::Traces,
+                    "rate_limited",
+                    spans,
+                    &format!("client {ip} is over its span rate"),
+                );
+                return Reply::rate_limited(format, limited, "spans");
+            }
+        }
         match ingest.export(Transport::Http, payload, client).await {
             Ok(rejected) => Reply {
                 status: StatusCode::OK,

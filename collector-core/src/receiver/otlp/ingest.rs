@@ -29,6 +29,8 @@ impl Transport {
 struct ItemCounters {
     accepted: Counter,
     refused: Counter,
+    /// Items refused by the receiver's own limits, by reason.
+    refused_by_reason: HashMap<&'static str, Counter>,
 }
 
 /// The receiver's shared request handling.
@@ -43,8 +45,14 @@ pub(crate) struct Ingest {
     id: String,
 }
 
+/// Reasons the receiver itself refuses decoded items (the `reason` label of
+/// `otelcol_receiver_refused_<items>`; refusals from the pipeline carry none).
+pub(crate) const ITEM_REFUSAL_REASONS: [&str; 1] = ["rate_limited"];
+
 /// Reasons a request is refused before decoding, as metric labels.
-pub(crate) const BAD_REQUEST_REASONS: [&str; 7] = [
+pub(crate) const BAD_REQUEST_REASONS: [&str; 9] = [
+    "rate_limited",
+    "overloaded",
     "decode",
     "too_large",
     "content_type",
@@ -63,6 +71,18 @@ impl Ingest {
             for signal in Signal::ALL {
                 let suffix = signal.item_metric_suffix();
                 let labels = [("receiver", id), ("transport", t)];
+                let refused_name = format!("otelcol_receiver_refused_{suffix}");
+                let refused_by_reason = ITEM_REFUSAL_REASONS
+                    .iter()
+                    .map(|reason| {
+                        let counter = host.metrics.counter(
+                            &refused_name,
+                            "Items that could not be pushed into the pipeline.",
+                            &[("receiver", id), ("transport", t), ("reason", reason)],
+                        );
+                        (*reason, counter)
+                    })
+                    .collect();
                 counters.insert(
                     (signal, transport),
                     ItemCounters {
@@ -76,6 +96,7 @@ impl Ingest {
                             "Items that could not be pushed into the pipeline.",
                             &labels,
                         ),
+                        refused_by_reason,
                     },
                 );
             }
@@ -111,6 +132,26 @@ impl Ingest {
         }
         if let Some(suppressed) = self.log.check() {
             tracing::warn!(receiver = %self.id, transport = transport.as_str(), reason, suppressed, "refused request: {detail}");
+        }
+    }
+
+    /// Counts and logs (rate-limited) decoded items the receiver refused itself.
+    pub(crate) fn refuse_items(
+        &self,
+        transport: Transport,
+        signal: Signal,
+        reason: &'static str,
+        items: usize,
+        detail: &str,
+    ) {
+        if let Some(counter) = self.counters[&(signal, transport)]
+            .refused_by_reason
+            .get(reason)
+        {
+            counter.add(items as u64);
+        }
+        if let Some(suppressed) = self.log.check() {
+            tracing::warn!(receiver = %self.id, transport = transport.as_str(), reason, items, suppressed, "refused {signal}: {detail}");
         }
     }
 

@@ -9,8 +9,11 @@ mod cors;
 mod grpc;
 mod http;
 mod ingest;
+mod rate_limit;
 
-pub use config::{CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols};
+pub use config::{
+    CorsConfig, GrpcConfig, HttpConfig, OtlpReceiverConfig, Protocols, RateLimitConfig,
+};
 pub use grpc::{RawCodec, RawDecoder, RawEncoder};
 
 use crate::component::{
@@ -134,6 +137,23 @@ impl OtlpReceiver {
                 .filter_map(|name| crate::compression::Encoding::from_header(name))
                 .collect(),
             response_headers: http::response_header_list(&config.response_headers),
+            accept_text_plain_json: config.accept_text_plain_json,
+            concurrent_requests: (config.max_concurrent_requests > 0).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    config.max_concurrent_requests as usize,
+                ))
+            }),
+            decoding_bytes: (config.max_decoding_bytes > 0).then(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    usize::try_from(config.max_decoding_bytes)
+                        .unwrap_or(usize::MAX)
+                        .min(tokio::sync::Semaphore::MAX_PERMITS),
+                ))
+            }),
+            rate_limit: config
+                .rate_limit
+                .as_ref()
+                .map(|limit| rate_limit::RateLimit::new(&self.id, limit, &self.host.metrics)),
         });
         server::spawn_with_tls(
             &format!("{}/http", self.id),
