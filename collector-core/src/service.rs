@@ -172,7 +172,7 @@ impl Service {
                     let (next, outcome) = self.reload(current, &sources, &overrides).await;
                     current = next;
                     if let Err(e) = outcome {
-                        tracing::error!(error = %e, "keeping the running configuration");
+                        tracing::error!(error = %e, "new configuration rejected; keeping the running one");
                     }
                 }
                 Some(update) = recv_update(&mut updates) => {
