@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::netns::{self, Cluster, Dnsmasq, NetNs};
 use support::opamp_server::OpampServer;
-use support::{Collector, eventually, http_request, read_file_exporter};
+use support::{Collector, http_request, read_file_exporter};
 
 const HEADLESS: &str = "gateway-collector-headless.otel-system.svc.cluster.local";
 const RECEIVER: &str = "ollyscale-otlp-receiver.ollyscale.svc.cluster.local";
@@ -365,22 +365,37 @@ fn the_rendered_chart_runs_and_scales_from_one_gateway_to_three() {
     }
     let all: Vec<&str> = gateway_ips.iter().map(String::as_str).collect();
     dns.set(&cluster.ns, HEADLESS, &all);
-    // The agent re-resolves every 5 s (the chart config's default): wait
-    // until it routes over three gateways.
-    eventually(
-        "the agent seeing three gateways",
-        || {
-            let address: std::net::SocketAddr = format!("{}:8888", cluster.address(AGENT))
-                .parse()
-                .expect("addr");
-            let text = agent_pod.enter(move || {
-                String::from_utf8_lossy(&http_request(address, "GET", "/metrics", &[], b"").body)
-                    .into_owned()
-            });
-            support::metric_sum(&text, "otelcol_loadbalancer_num_backends", &[])
-        },
-        |n| *n == 3.0,
-    );
+    // The agent re-resolves every 5 s (the chart config's default, with a
+    // 1 s lookup timeout that a loaded CI machine sometimes misses; a failed
+    // lookup keeps the current backends): wait until it routes over three
+    // gateways, for longer than the usual patience.
+    let agent_metrics = || {
+        let address: std::net::SocketAddr = format!("{}:8888", cluster.address(AGENT))
+            .parse()
+            .expect("addr");
+        agent_pod.enter(move || {
+            String::from_utf8_lossy(&http_request(address, "GET", "/metrics", &[], b"").body)
+                .into_owned()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let text = agent_metrics();
+        if support::metric_sum(&text, "otelcol_loadbalancer_num_backends", &[]) == 3.0 {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let resolutions: Vec<&str> = text
+                .lines()
+                .filter(|l| l.contains("otelcol_loadbalancer_num_"))
+                .collect();
+            panic!(
+                "the agent never used three gateways: {resolutions:?}\nagent log:\n{}",
+                _agent.log_text()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     for id in python_traces(&cluster, 40) {
         expected.insert(id, 5);
     }
@@ -392,11 +407,26 @@ fn the_rendered_chart_runs_and_scales_from_one_gateway_to_three() {
     // policies, 10 s decision wait) kept every error trace and every
     // non-ollyscale (browser) trace, and a trace split over two gateways
     // would have lost its OK spans (5% sampling for ollyscale-* successes).
-    let got = eventually(
-        "every trace whole at the receiver",
-        || received(&receiver),
-        |got| expected.iter().all(|(id, n)| got.get(id) == Some(n)),
-    );
+    // Batching (5 s at the agent and the gateway) and the 10 s decision wait
+    // add up to about 20 s; a loaded CI machine gets more than the usual
+    // patience.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let got = loop {
+        let got = received(&receiver);
+        if expected.iter().all(|(id, n)| got.get(id) == Some(n)) {
+            break got;
+        }
+        let missing: Vec<(&String, &usize, Option<&usize>)> = expected
+            .iter()
+            .filter(|(id, n)| got.get(*id) != Some(*n))
+            .map(|(id, n)| (id, n, got.get(id)))
+            .collect();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "traces missing or partial at the receiver (id, expected, got): {missing:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let extra: BTreeSet<&String> = got
         .keys()
         .filter(|id| !expected.contains_key(*id))
