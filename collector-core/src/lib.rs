@@ -17,6 +17,7 @@ pub mod consumer;
 pub mod extension;
 pub mod observe;
 pub mod pdata;
+pub mod pem;
 pub mod pipeline;
 pub mod processor;
 pub mod receiver;

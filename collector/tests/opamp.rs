@@ -72,6 +72,11 @@ fn ws_opamp(server: &OpampServer, extra: &str) -> String {
     )
 }
 
+/// As [`ws_opamp`], keeping the UID and remote config in `dir`.
+fn ws_opamp_with_state(server: &OpampServer, dir: &Path) -> String {
+    ws_opamp(server, &format!("    state_directory: {}\n", dir.display()))
+}
+
 fn post_traces(addr: std::net::SocketAddr, seed: u8) -> u16 {
     let body = make_traces(seed, 2, 3, "opamp-test").encode_to_vec();
     http_request(
@@ -244,10 +249,7 @@ fn wire_bytes_decode_with_an_independent_implementation() {
 fn instance_uid_is_kept_in_the_state_directory_and_disconnect_is_said() {
     let server = OpampServer::start();
     let state_dir = tempfile::tempdir().expect("state dir");
-    let opamp = ws_opamp(
-        &server,
-        &format!("    state_directory: {}\n", state_dir.path().display()),
-    );
+    let opamp = ws_opamp_with_state(&server, state_dir.path());
     let mut first = Collector::start(
         support::binary("gateway-collector"),
         &config(&opamp, "a.json"),
@@ -363,13 +365,7 @@ fn http_transport_polls_and_applies_remote_config() {
     server.wait_for("two more exchanges", |s| {
         s.messages.len() >= delivered_at + 2
     });
-    let statuses: Vec<i32> = server
-        .state()
-        .from_agent(&uid)
-        .filter_map(|m| m.remote_config_status.as_ref())
-        .filter(|st| st.last_remote_config_hash == hash)
-        .map(|st| st.status)
-        .collect();
+    let statuses = server.state().statuses(&uid, &hash);
     assert_eq!(
         statuses,
         [
@@ -452,10 +448,7 @@ fn bad_remote_configs_fail_with_the_reason_and_the_old_pipelines_keep_serving() 
 fn an_applied_remote_config_is_used_again_after_a_restart() {
     let server = OpampServer::start();
     let state_dir = tempfile::tempdir().expect("state dir");
-    let opamp = ws_opamp(
-        &server,
-        &format!("    state_directory: {}\n", state_dir.path().display()),
-    );
+    let opamp = ws_opamp_with_state(&server, state_dir.path());
     let mut first = Collector::start(
         support::binary("gateway-collector"),
         &config(&opamp, "file.json"),

@@ -166,13 +166,7 @@ fn remote_config_changes_policy_and_endpoint_without_losing_an_error_trace() {
             st.last_remote_config_hash == hash && st.status == RemoteConfigStatuses::Applied as i32
         })
     });
-    let statuses: Vec<i32> = server
-        .state()
-        .from_agent(&uid)
-        .filter_map(|m| m.remote_config_status.as_ref())
-        .filter(|st| st.last_remote_config_hash == hash)
-        .map(|st| st.status)
-        .collect();
+    let statuses = server.state().statuses(&uid, &hash);
     assert_eq!(
         statuses,
         [

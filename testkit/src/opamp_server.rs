@@ -86,6 +86,16 @@ impl OpampState {
             .last()
     }
 
+    /// Every remote-config status the agent reported for `hash`, in order
+    /// (the agent sends a status only when it changes).
+    pub fn statuses(&self, uid: &[u8], hash: &[u8]) -> Vec<i32> {
+        self.from_agent(uid)
+            .filter_map(|m| m.remote_config_status.as_ref())
+            .filter(|st| st.last_remote_config_hash == hash)
+            .map(|st| st.status)
+            .collect()
+    }
+
     /// The agent's latest description.
     pub fn description(&self, uid: &[u8]) -> Option<proto::AgentDescription> {
         self.from_agent(uid)

@@ -132,10 +132,7 @@ impl ServerTls {
 }
 
 fn read_pem(file: &str, inline: &str, what: &str) -> Result<Vec<u8>, String> {
-    if file.is_empty() {
-        return Ok(inline.as_bytes().to_vec());
-    }
-    std::fs::read(file).map_err(|e| format!("tls.{what}: cannot read {file}: {e}"))
+    crate::pem::read(file, inline, what).map(Option::unwrap_or_default)
 }
 
 fn certificates(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>, String> {

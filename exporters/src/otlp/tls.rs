@@ -49,12 +49,7 @@ pub(crate) fn read_pem(
     inline: &str,
     what: &str,
 ) -> Result<Option<Vec<u8>>, ComponentError> {
-    if !file.is_empty() {
-        return std::fs::read(file)
-            .map(Some)
-            .map_err(|e| ComponentError::new(format!("tls.{what}: cannot read {file}: {e}")));
-    }
-    Ok((!inline.is_empty()).then(|| inline.as_bytes().to_vec()))
+    collector_core::pem::read(file, inline, what).map_err(ComponentError::new)
 }
 
 /// `insecure_skip_verify`: any certificate is accepted, but handshake

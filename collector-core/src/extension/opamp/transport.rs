@@ -285,12 +285,7 @@ async fn dial(
 }
 
 fn read_pem(file: &str, inline: &str, what: &str) -> Result<Option<Vec<u8>>, TransportError> {
-    if !file.is_empty() {
-        return std::fs::read(file)
-            .map(Some)
-            .map_err(|e| TransportError::new(format!("tls.{what}: cannot read {file}: {e}")));
-    }
-    Ok((!inline.is_empty()).then(|| inline.as_bytes().to_vec()))
+    crate::pem::read(file, inline, what).map_err(TransportError::new)
 }
 
 /// The rustls client config `settings` describe: system roots, or the given
