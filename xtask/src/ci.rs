@@ -85,7 +85,10 @@ fn cargo_command(args: &[&str]) -> Command {
     command
         .args(args)
         .current_dir(paths::repo_root())
-        .envs(paths::test_env());
+        .envs(paths::test_env())
+        // A CI build starts from nothing and runs once: incremental state
+        // would only take disk (GiBs across the test binaries).
+        .env("CARGO_INCREMENTAL", "0");
     command
 }
 

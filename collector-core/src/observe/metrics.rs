@@ -115,6 +115,7 @@ impl Histogram {
 /// A gauge read from a function at scrape time (queue sizes, RSS).
 type GaugeFn = Arc<dyn Fn() -> f64 + Send + Sync>;
 
+#[derive(Clone)]
 enum Series {
     Counter(Counter),
     Gauge(Gauge),
@@ -122,6 +123,7 @@ enum Series {
     Histogram(Histogram),
 }
 
+#[derive(Clone)]
 struct Family {
     help: String,
     kind: &'static str,
@@ -262,9 +264,16 @@ impl MetricsRegistry {
 
     /// The value of a counter or gauge series, for tests and summaries.
     pub fn value(&self, name: &str, pairs: &[(&str, &str)]) -> Option<f64> {
-        let families = self.families.lock();
-        let series = families.get(name)?.series.get(&labels(pairs))?;
-        Some(match series {
+        // Cloned out first: a gauge function may take locks of its own (a
+        // queue's, a balancer's) whose holders may be registering a series.
+        let series = self
+            .families
+            .lock()
+            .get(name)?
+            .series
+            .get(&labels(pairs))?
+            .clone();
+        Some(match &series {
             Series::Counter(c) => c.get() as f64,
             Series::Gauge(g) => g.get() as f64,
             Series::GaugeFn(f) => f(),
@@ -274,8 +283,7 @@ impl MetricsRegistry {
 
     /// Sum of a metric over all its series whose labels include `pairs`.
     pub fn sum(&self, name: &str, pairs: &[(&str, &str)]) -> f64 {
-        let families = self.families.lock();
-        let Some(family) = families.get(name) else {
+        let Some(family) = self.families.lock().get(name).cloned() else {
             return 0.0;
         };
         family
@@ -296,8 +304,14 @@ impl MetricsRegistry {
     }
 
     /// Renders every series in the Prometheus text exposition format.
+    ///
+    /// The families are copied (series are shared handles) and the lock is
+    /// released before any value is read: a gauge function may take another
+    /// lock (a balancer's state) whose holder is waiting for this registry to
+    /// register a series, and reading under the registry's lock would
+    /// deadlock the scrape and that holder with it.
     pub fn render_prometheus(&self) -> String {
-        let families = self.families.lock();
+        let families = self.families.lock().clone();
         let mut out = String::new();
         for (name, family) in families.iter() {
             let exposed = if family.kind == "counter" {
@@ -391,6 +405,40 @@ fn line(out: &mut String, name: &str, labels: &Labels, le: Option<&str>, value: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gauge function that takes a lock whose holder registers a series
+    /// (the balancer adding a backend while it holds its state) must not
+    /// deadlock a scrape. Here the function registers a series itself: with
+    /// the registry locked during reads, that never returns.
+    #[test]
+    fn gauge_functions_run_outside_the_registry_lock() {
+        let registry = MetricsRegistry::new();
+        let inner = Arc::downgrade(&registry);
+        registry.gauge_fn("queue_size", "Queued.", &[], move || {
+            let registry = inner.upgrade().expect("registry alive");
+            registry.counter("backend_sent", "Sent.", &[("backend", "b1")]);
+            5.0
+        });
+        let (done, finished) = std::sync::mpsc::channel();
+        let reader = registry.clone();
+        std::thread::spawn(move || {
+            let text = reader.render_prometheus();
+            let value = reader.value("queue_size", &[]);
+            let sum = reader.sum("queue_size", &[]);
+            let _ = done.send((text, value, sum));
+        });
+        let (text, value, sum) = finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("reading the registry deadlocked");
+        assert!(text.contains("queue_size 5"), "{text}");
+        assert_eq!(value, Some(5.0));
+        assert_eq!(sum, 5.0);
+        assert!(
+            registry
+                .render_prometheus()
+                .contains("backend_sent_total{backend=\"b1\"} 0")
+        );
+    }
 
     #[test]
     fn same_series_is_shared_and_rendered_with_total_suffix() {
