@@ -2,11 +2,18 @@
 //! `browser-collector` binary on loopback: the per-client rate limit (a flood
 //! from one address does not reach another's bucket; forwarded headers only
 //! from trusted proxies; a bounded client table) and the body size limit.
-//! Other loopback addresses (127.0.0.2, ...) play distinct clients.
+//! Other loopback addresses (127.0.0.2, ...) play distinct clients. And the
+//! embedded browser config's per-request limits and client attributes.
 
 mod support;
 
 use collector_core::pdata::json;
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::{Span, span::Event};
+use prost::Message;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::{Arc, Barrier};
@@ -397,5 +404,251 @@ fn requests_beyond_the_concurrency_cap_get_503() {
         "a 200 once the slot is free",
         || post_from(&next_client(), http, &[]).status,
         |s| *s == 200,
+    );
+}
+
+/// The embedded browser config as shipped (its receiver, processors and
+/// pipelines), listening on a free port, writing to a file instead of the
+/// gateways, with the changes named in `http_overrides` made to its HTTP
+/// receiver.
+fn start_embedded(http_overrides: &[(&str, serde_yaml_ng::Value)]) -> (Collector, SocketAddr) {
+    use serde_yaml_ng::Value;
+    let mut config: Value =
+        serde_yaml_ng::from_str(collector::role::Role::Browser.default_config()).expect("YAML");
+    let http = &mut config["receivers"]["otlp"]["protocols"]["http"];
+    http["endpoint"] = Value::from("127.0.0.1:0");
+    for (key, value) in http_overrides {
+        http[*key] = value.clone();
+    }
+    config["exporters"] =
+        serde_yaml_ng::from_str("file: {path: '{dir}/out.json'}").expect("exporters");
+    config["extensions"] = Value::Null;
+    config["service"]["extensions"] = Value::Sequence(Vec::new());
+    config["service"]["telemetry"]["metrics"]["address"] = Value::from("127.0.0.1:0");
+    for signal in ["traces", "metrics", "logs"] {
+        config["service"]["pipelines"][signal]["exporters"] =
+            serde_yaml_ng::from_str("[file]").expect("exporters");
+    }
+    let text = serde_yaml_ng::to_string(&config).expect("YAML");
+    let collector = Collector::start(support::binary("browser-collector"), &text);
+    let http = collector.address("otlp", "http");
+    (collector, http)
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+fn post_protobuf(http: SocketAddr, request: &ExportTraceServiceRequest) -> HttpResponse {
+    http_request(
+        http,
+        "POST",
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+        &prost::Message::encode_to_vec(request),
+    )
+}
+
+fn string_attribute(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The spans the file exporter wrote, once `n` are there.
+fn delivered_spans(collector: &Collector, n: usize) -> Vec<(Vec<KeyValue>, Span)> {
+    let path = collector.path("out.json");
+    support::eventually(
+        &format!("{n} spans in the file"),
+        || {
+            let contents = support::read_file_exporter(&path);
+            contents
+                .traces
+                .iter()
+                .flat_map(|t| &t.resource_spans)
+                .flat_map(|r| {
+                    let resource = r.resource.clone().unwrap_or_default().attributes;
+                    r.scope_spans
+                        .iter()
+                        .flat_map(|s| &s.spans)
+                        .map(move |s| (resource.clone(), s.clone()))
+                })
+                .collect::<Vec<_>>()
+        },
+        |spans| spans.len() >= n,
+    )
+}
+
+fn string_of(attributes: &[KeyValue], key: &str) -> Option<String> {
+    attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        }
+    })
+}
+
+#[test]
+fn the_embedded_config_cuts_a_runaway_span_to_the_limits_and_counts_the_cuts() {
+    // Body limit raised to 4 MiB so that a 1 MiB value fits next to 10,000
+    // attributes; every other protection is the embedded config's.
+    let (collector, http) = start_embedded(&[(
+        "max_request_body_size",
+        serde_yaml_ng::Value::from(4 * 1024 * 1024),
+    )]);
+    let mut request = make_traces(7, 1, 1, "rum");
+    let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+    span.start_time_unix_nano = now_nanos() - 1_000_000;
+    span.end_time_unix_nano = now_nanos();
+    span.attributes = (0..10_000)
+        .map(|i| string_attribute(&format!("attr.{i}"), "v".into()))
+        .collect();
+    span.attributes[0] = string_attribute("huge", "x".repeat(1024 * 1024));
+    span.events = (0..200)
+        .map(|i| Event {
+            name: format!("event {i}"),
+            ..Default::default()
+        })
+        .collect();
+    let response = post_protobuf(http, &request);
+    assert_eq!(response.status, 200, "{response:?}");
+
+    let (_, got) = delivered_spans(&collector, 1).remove(0);
+    assert_eq!(got.attributes.len(), 128);
+    assert_eq!(got.dropped_attributes_count, 10_000 - 128);
+    assert_eq!(
+        string_of(&got.attributes, "huge").map(|s| s.len()),
+        Some(4096)
+    );
+    assert_eq!(got.events.len(), 128);
+    assert_eq!(got.dropped_events_count, 200 - 128);
+    let truncated = |part: &str| {
+        collector.metric(
+            "otelcol_receiver_truncated_total",
+            &[("receiver", "otlp"), ("part", part)],
+        )
+    };
+    assert_eq!(truncated("attributes"), (10_000 - 128) as f64);
+    assert_eq!(truncated("attribute_values"), 1.0);
+    assert_eq!(truncated("events"), (200 - 128) as f64);
+    assert_eq!(truncated("links"), 0.0);
+    assert_eq!(
+        collector.metric(
+            "otelcol_receiver_accepted_spans_total",
+            &[("receiver", "otlp")]
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn the_embedded_config_refuses_items_over_the_request_limit_and_from_broken_clocks() {
+    let (collector, http) = start_embedded(&[]);
+    // 1,500 spans in one request, two of them from clocks two days off:
+    // those two are refused, and of the rest the first 1,000 are kept.
+    let mut request = make_traces(8, 1, 1500, "rum");
+    let now = now_nanos();
+    let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+    for span in spans.iter_mut() {
+        span.start_time_unix_nano = now - 1_000_000;
+        span.end_time_unix_nano = now;
+    }
+    spans[0].start_time_unix_nano = now - 48 * 3600 * 1_000_000_000;
+    spans[1].end_time_unix_nano = now + 48 * 3600 * 1_000_000_000;
+    let response = post_protobuf(http, &request);
+    assert_eq!(response.status, 200, "{response:?}");
+    let answer = ExportTraceServiceResponse::decode(response.body.as_slice()).expect("response");
+    let partial = answer.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_spans, 500, "{partial:?}");
+    assert!(
+        partial.error_message.contains("1000 at most")
+            && partial
+                .error_message
+                .contains("24h from the collector's clock"),
+        "{partial:?}"
+    );
+    let delivered = delivered_spans(&collector, 1000);
+    assert_eq!(delivered.len(), 1000);
+    assert!(
+        delivered
+            .iter()
+            .all(|(_, s)| s.name != "span-0-0" && s.name != "span-0-1")
+    );
+    let refused = |reason: &str| {
+        collector.metric(
+            "otelcol_receiver_refused_spans_total",
+            &[("receiver", "otlp"), ("reason", reason)],
+        )
+    };
+    assert_eq!(refused("too_many_items"), 498.0);
+    assert_eq!(refused("timestamp_skew"), 2.0);
+    // Enrichment is off in the embedded config: nothing personal added.
+    let (resource, _) = &delivered[0];
+    assert_eq!(string_of(resource, "client.address"), None);
+    assert_eq!(
+        string_of(resource, "telemetry.source").as_deref(),
+        Some("browser")
+    );
+}
+
+#[test]
+fn client_address_and_user_agent_are_added_when_enabled() {
+    use serde_yaml_ng::Value;
+    let (collector, http) = start_embedded(&[
+        ("add_client_address", Value::from(true)),
+        ("add_user_agent", Value::from(true)),
+    ]);
+    let agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0";
+    let send = |source: &str, headers: &[(&str, &str)], seed: u8| {
+        let mut all = vec![JSON, ("User-Agent", agent)];
+        all.extend_from_slice(headers);
+        let mut request = make_traces(seed, 1, 1, "rum");
+        let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+        span.end_time_unix_nano = now_nanos();
+        span.start_time_unix_nano = span.end_time_unix_nano - 1_000;
+        // What the sender claims is replaced by what the collector saw.
+        request.resource_spans[0]
+            .resource
+            .get_or_insert_with(Default::default)
+            .attributes
+            .push(string_attribute("client.address", "1.2.3.4".into()));
+        let response = http_request_from(
+            ip(source),
+            http,
+            "POST",
+            "/v1/traces",
+            &all,
+            &json::encode_traces(&request),
+        );
+        assert_eq!(response.status, 200, "{response:?}");
+    };
+    // Straight from the browser, and through a proxy the config trusts
+    // (127.0.0.0/8 is in the embedded trusted_proxies).
+    send("127.0.0.9", &[], 9);
+    let delivered = delivered_spans(&collector, 1);
+    assert_eq!(
+        string_of(&delivered[0].0, "client.address").as_deref(),
+        Some("127.0.0.9")
+    );
+    assert_eq!(
+        string_of(&delivered[0].0, "user_agent.original").as_deref(),
+        Some(agent)
+    );
+    send("127.0.0.4", &[("X-Forwarded-For", "203.0.113.50")], 10);
+    let delivered = delivered_spans(&collector, 2);
+    let forwarded = delivered
+        .iter()
+        .find(|(_, s)| s.trace_id[0] == 10)
+        .expect("the proxied span");
+    assert_eq!(
+        string_of(&forwarded.0, "client.address").as_deref(),
+        Some("203.0.113.50")
     );
 }

@@ -17,6 +17,11 @@ impl SignalRequest for ExportLogsServiceRequest {
     fn from_resources(resource_logs: Vec<ResourceLogs>) -> Self {
         Self { resource_logs }
     }
+    fn resource_mut(
+        element: &mut ResourceLogs,
+    ) -> &mut Option<opentelemetry_proto::tonic::resource::v1::Resource> {
+        &mut element.resource
+    }
     fn count_items(resource: &ResourceLogs) -> usize {
         resource
             .scope_logs

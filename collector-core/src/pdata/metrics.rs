@@ -96,6 +96,11 @@ impl SignalRequest for ExportMetricsServiceRequest {
     fn from_resources(resource_metrics: Vec<ResourceMetrics>) -> Self {
         Self { resource_metrics }
     }
+    fn resource_mut(
+        element: &mut ResourceMetrics,
+    ) -> &mut Option<opentelemetry_proto::tonic::resource::v1::Resource> {
+        &mut element.resource
+    }
     fn count_items(resource: &ResourceMetrics) -> usize {
         resource.scope_metrics.iter().map(scope_count).sum()
     }

@@ -22,6 +22,10 @@ pub trait SignalRequest: Message + Default + Clone + PartialEq + Sized + 'static
     /// Moves the first `n` items (`0 < n < count_items(resource)`) of `resource`
     /// into a new element that carries the same resource and scopes.
     fn split_items(resource: &mut Self::Resource, n: usize) -> Self::Resource;
+    /// The resource of one element, which may be absent on the wire.
+    fn resource_mut(
+        element: &mut Self::Resource,
+    ) -> &mut Option<opentelemetry_proto::tonic::resource::v1::Resource>;
     /// The signal this request carries.
     const SIGNAL: super::Signal;
 }

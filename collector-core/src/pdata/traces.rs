@@ -17,6 +17,11 @@ impl SignalRequest for ExportTraceServiceRequest {
     fn from_resources(resource_spans: Vec<ResourceSpans>) -> Self {
         Self { resource_spans }
     }
+    fn resource_mut(
+        element: &mut ResourceSpans,
+    ) -> &mut Option<opentelemetry_proto::tonic::resource::v1::Resource> {
+        &mut element.resource
+    }
     fn count_items(resource: &ResourceSpans) -> usize {
         resource.scope_spans.iter().map(|s| s.spans.len()).sum()
     }

@@ -12,6 +12,19 @@ pub struct Rejected {
     pub message: String,
 }
 
+impl Rejected {
+    /// Both reports in one (counts added, messages joined).
+    pub fn merge(a: Option<Rejected>, b: Option<Rejected>) -> Option<Rejected> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Rejected {
+                items: a.items + b.items,
+                message: format!("{}; {}", a.message, b.message),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
 fn valid_trace_id(id: &[u8]) -> bool {
     id.len() == 16 && id.iter().any(|b| *b != 0)
 }

@@ -6,10 +6,7 @@ use crate::component::Lifecycle;
 use crate::consumer::{BoxConsumer, Capabilities, ConsumeError, Consumer};
 use crate::pdata::{Batch, ClientInfo, Payload, SignalRequest, Telemetry};
 use async_trait::async_trait;
-use opentelemetry_proto::tonic::logs::v1::ResourceLogs;
-use opentelemetry_proto::tonic::metrics::v1::ResourceMetrics;
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 /// Applies the configured attribute actions to the resource of every
 /// resource element, then hands the batch on.
@@ -34,7 +31,6 @@ impl ResourceProcessor {
     fn process<R>(&self, batch: &mut Batch<R>, client: &ClientInfo)
     where
         R: SignalRequest,
-        R::Resource: ResourceElement,
     {
         // Only touch (and so forget the original encoding of) batches with
         // something to change.
@@ -43,32 +39,10 @@ impl ResourceProcessor {
         }
         batch.modify(|elements| {
             for element in elements.iter_mut() {
-                let resource = element.resource_mut().get_or_insert_with(Resource::default);
+                let resource = R::resource_mut(element).get_or_insert_with(Resource::default);
                 actions::apply(&self.actions, &mut resource.attributes, client);
             }
         });
-    }
-}
-
-/// A per-resource element of a request (`ResourceSpans`, ...): its resource.
-pub(super) trait ResourceElement {
-    /// The element's resource, which may be absent on the wire.
-    fn resource_mut(&mut self) -> &mut Option<Resource>;
-}
-
-impl ResourceElement for ResourceSpans {
-    fn resource_mut(&mut self) -> &mut Option<Resource> {
-        &mut self.resource
-    }
-}
-impl ResourceElement for ResourceMetrics {
-    fn resource_mut(&mut self) -> &mut Option<Resource> {
-        &mut self.resource
-    }
-}
-impl ResourceElement for ResourceLogs {
-    fn resource_mut(&mut self) -> &mut Option<Resource> {
-        &mut self.resource
     }
 }
 

@@ -144,6 +144,16 @@ pub struct HttpConfig {
     pub max_decoding_bytes: u64,
     /// Read `text/plain` bodies as OTLP/JSON (`navigator.sendBeacon`), ollyscale-otel.
     pub accept_text_plain_json: bool,
+    /// Per-request limits on items, attributes, events, links and
+    /// timestamps (ollyscale-otel); off when absent.
+    pub limits: Option<RequestLimitsConfig>,
+    /// Add the resource attribute `client.address`: the client as the rate
+    /// limiter resolves it (through `rate_limit.trusted_proxies`), else the
+    /// connection's peer (ollyscale-otel). Personal data: off by default.
+    pub add_client_address: bool,
+    /// Add the resource attribute `user_agent.original` from the request's
+    /// `User-Agent` header (ollyscale-otel). Off by default.
+    pub add_user_agent: bool,
     /// Authentication extension: not supported.
     pub auth: Option<serde_yaml_ng::Value>,
     /// Accepted for compatibility.
@@ -175,6 +185,9 @@ impl Default for HttpConfig {
             response_headers: BTreeMap::new(),
             rate_limit: None,
             accept_text_plain_json: false,
+            limits: None,
+            add_client_address: false,
+            add_user_agent: false,
             max_concurrent_requests: 0,
             max_decoding_bytes: 0,
             auth: None,
@@ -271,6 +284,61 @@ impl RateLimitConfig {
         for (i, cidr) in self.trusted_proxies.iter().enumerate() {
             super::rate_limit::Cidr::parse(cidr)
                 .map_err(|e| ConfigError::new(format!("{path}.trusted_proxies[{i}]"), e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `protocols.http.limits`: what one request may carry. Like the SDKs' span
+/// limits, attributes and values beyond a limit are cut (and counted in
+/// `dropped_attributes_count` etc.), not refused; items beyond the request's
+/// limit and items with absurd timestamps are refused (partial success).
+/// 0 = no limit.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestLimitsConfig {
+    /// Spans, metric data points or log records per request; the rest of the
+    /// request is refused.
+    pub max_items_per_request: usize,
+    /// Attributes per resource, scope, span, event, link, log record and
+    /// data point; the later ones are dropped.
+    pub max_attributes: usize,
+    /// Characters of a string attribute value (and of each string in an
+    /// array or map value); longer values are truncated.
+    pub max_attribute_value_length: usize,
+    /// Events per span; the later ones are dropped.
+    pub max_events_per_span: usize,
+    /// Links per span; the later ones are dropped.
+    pub max_links_per_span: usize,
+    /// Spans and log records whose timestamps are further than this from
+    /// the collector's clock are refused (a browser's clock may be wrong,
+    /// by this much it is broken or forged). Off when absent.
+    #[serde(with = "duration::option")]
+    pub max_timestamp_skew: Option<Duration>,
+}
+
+impl Default for RequestLimitsConfig {
+    /// The SDKs' default span limits (128 attributes, events and links);
+    /// no item, value-length or timestamp limit.
+    fn default() -> Self {
+        Self {
+            max_items_per_request: 0,
+            max_attributes: 128,
+            max_attribute_value_length: 0,
+            max_events_per_span: 128,
+            max_links_per_span: 128,
+            max_timestamp_skew: None,
+        }
+    }
+}
+
+impl RequestLimitsConfig {
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        if self.max_timestamp_skew.is_some_and(|d| d.is_zero()) {
+            return Err(ConfigError::new(
+                format!("{path}.max_timestamp_skew"),
+                "must be more than 0 (leave it out for no check)",
+            ));
         }
         Ok(())
     }
@@ -374,6 +442,9 @@ impl OtlpReceiverConfig {
             }
             if let Some(limit) = &http.rate_limit {
                 limit.validate("protocols.http.rate_limit")?;
+            }
+            if let Some(limits) = &http.limits {
+                limits.validate("protocols.http.limits")?;
             }
             crate::config::service::resolve_listen_address(&http.endpoint)
                 .map_err(|e| ConfigError::new("protocols.http.endpoint", e))?;

@@ -188,7 +188,11 @@ impl GrpcHandler {
                 .refuse_request(Transport::Grpc, "decode", &e.to_string());
             tonic::Status::invalid_argument(e.to_string())
         })?;
-        match self.ingest.export(Transport::Grpc, payload, client).await {
+        match self
+            .ingest
+            .export(Transport::Grpc, payload, client, None)
+            .await
+        {
             Ok(rejected) => Ok(tonic::Response::new(response_bytes(signal, rejected))),
             Err(e) => Err(status_for(&e)),
         }

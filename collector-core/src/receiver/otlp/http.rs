@@ -2,9 +2,11 @@
 //! way otelcol answers (status mapping, `google.rpc.Status` error bodies in
 //! the request's encoding, `Retry-After` on 429/503, CORS for browsers).
 
+use super::client_attributes::ClientAttributes;
 use super::cors::Cors;
 use super::grpc::response_bytes;
 use super::ingest::{Ingest, Transport};
+use super::limits::{self, RequestLimits};
 use super::rate_limit::{RateLimit, RateLimited};
 use crate::compression::{DecompressError, Encoding};
 use crate::consumer::ConsumeError;
@@ -56,6 +58,12 @@ pub(crate) struct HttpSettings {
     pub(crate) decoding_bytes: Option<Arc<tokio::sync::Semaphore>>,
     /// Per-client rate limit, when configured.
     pub(crate) rate_limit: Option<RateLimit>,
+    /// Per-request limits, when configured.
+    pub(crate) limits: Option<RequestLimits>,
+    /// Add `client.address` to every resource.
+    pub(crate) add_client_address: bool,
+    /// Add `user_agent.original` to every resource.
+    pub(crate) add_user_agent: bool,
 }
 
 /// A response under construction.
@@ -233,22 +241,27 @@ impl HttpSettings {
                 );
             }
         };
-        let client_ip = match (&self.rate_limit, peer) {
-            (Some(limit), Some(peer)) => {
-                let ip = limit.limiter.client_address(peer.ip(), request.headers());
-                if let Err(limited) = limit.limiter.check_request(ip) {
-                    limit.limited_requests.inc();
-                    ingest.refuse_request(
-                        Transport::Http,
-                        "rate_limited",
-                        &format!("client {ip} is over its request rate"),
-                    );
-                    return Reply::rate_limited(format, limited, "requests");
-                }
-                Some(ip)
-            }
-            _ => None,
-        };
+        // The client: the peer, or whom a trusted proxy names.
+        let client_ip = peer.map(|peer| match &self.rate_limit {
+            Some(limit) => limit.limiter.client_address(peer.ip(), request.headers()),
+            None => peer.ip(),
+        });
+        if let (Some(limit), Some(ip)) = (&self.rate_limit, client_ip)
+            && let Err(limited) = limit.limiter.check_request(ip)
+        {
+            limit.limited_requests.inc();
+            ingest.refuse_request(
+                Transport::Http,
+                "rate_limited",
+                &format!("client {ip} is over its request rate"),
+            );
+            return Reply::rate_limited(format, limited, "requests");
+        }
+        let user_agent = self
+            .add_user_agent
+            .then(|| request.headers().get(header::USER_AGENT))
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let bad = |reason: &'static str, status: StatusCode, message: String| {
             ingest.refuse_request(Transport::Http, reason, &message);
             Reply::status(status, format, tonic::Code::InvalidArgument, &message)
@@ -355,11 +368,20 @@ impl HttpSettings {
                 Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
             }
         };
-        let payload = match decode(signal, format, body) {
+        let mut payload = match decode(signal, format, body) {
             Ok(payload) => payload,
             Err(e) => return bad("decode", StatusCode::BAD_REQUEST, e.to_string()),
         };
         drop(bytes_permit);
+        let refused = match &self.limits {
+            Some(limits) => {
+                let cuts = limits.apply(&mut payload, limits::now_unix_nanos());
+                let refused = limits.rejected(signal, &cuts);
+                ingest.count_cuts(signal, &cuts, refused.as_ref());
+                refused
+            }
+            None => None,
+        };
         if let (Some(limit), Some(ip), Payload::Traces(traces)) =
             (&self.rate_limit, client_ip, &payload)
         {
@@ -376,7 +398,20 @@ impl HttpSettings {
                 return Reply::rate_limited(format, limited, "spans");
             }
         }
-        match ingest.export(Transport::Http, payload, client).await {
+        if self.add_client_address || user_agent.is_some() {
+            let address = client_ip
+                .filter(|_| self.add_client_address)
+                .map(|ip| ip.to_canonical().to_string());
+            let user_agent = match (&self.limits, user_agent) {
+                (Some(limits), Some(agent)) => Some(limits.cut_string(agent)),
+                (_, agent) => agent,
+            };
+            ClientAttributes::new(address, user_agent).apply(&mut payload);
+        }
+        match ingest
+            .export(Transport::Http, payload, client, refused)
+            .await
+        {
             Ok(rejected) => Reply {
                 status: StatusCode::OK,
                 content_type: format.content_type(),

@@ -2,6 +2,7 @@
 //! IDs (reported as partial success), hand the rest to the pipelines, count
 //! the outcome with otelcol's receiver metrics.
 
+use super::limits::Cuts;
 use crate::component::{Host, ReceiverConsumers};
 use crate::consumer::ConsumeError;
 use crate::observe::{Counter, RateLimitedLog};
@@ -41,13 +42,20 @@ pub(crate) struct Ingest {
     /// Requests refused before any item could be counted (undecodable, too
     /// large, wrong content type, ...), by transport and reason.
     bad_requests: HashMap<(Transport, &'static str), Counter>,
+    /// Parts of kept items cut by the per-request limits (HTTP only).
+    truncated: HashMap<&'static str, Counter>,
     log: RateLimitedLog,
     id: String,
 }
 
 /// Reasons the receiver itself refuses decoded items (the `reason` label of
 /// `otelcol_receiver_refused_<items>`; refusals from the pipeline carry none).
-pub(crate) const ITEM_REFUSAL_REASONS: [&str; 1] = ["rate_limited"];
+pub(crate) const ITEM_REFUSAL_REASONS: [&str; 3] =
+    ["rate_limited", "too_many_items", "timestamp_skew"];
+
+/// What `protocols.http.limits` cuts from items it keeps (the `part` label of
+/// `otelcol_receiver_truncated`).
+const TRUNCATED_PARTS: [&str; 4] = ["attributes", "attribute_values", "events", "links"];
 
 /// Reasons a request is refused before decoding, as metric labels.
 pub(crate) const BAD_REQUEST_REASONS: [&str; 9] = [
@@ -111,10 +119,22 @@ impl Ingest {
                 );
             }
         }
+        let truncated = TRUNCATED_PARTS
+            .iter()
+            .map(|part| {
+                let counter = host.metrics.counter(
+                    "otelcol_receiver_truncated",
+                    "Attributes, attribute values, span events and links cut by the receiver's per-request limits (ollyscale-otel).",
+                    &[("receiver", id), ("transport", "http"), ("part", part)],
+                );
+                (*part, counter)
+            })
+            .collect();
         Self {
             consumers,
             counters,
             bad_requests,
+            truncated,
             log: RateLimitedLog::default(),
             id: id.to_string(),
         }
@@ -155,13 +175,42 @@ impl Ingest {
         }
     }
 
-    /// Pushes a decoded payload into the pipelines. On success returns the
-    /// items that were dropped for invalid IDs (for `partial_success`).
+    /// Counts (and logs, rate-limited) what the per-request limits cut from
+    /// an HTTP request; `refused` says why its refused items were refused.
+    pub(crate) fn count_cuts(&self, signal: Signal, cuts: &Cuts, refused: Option<&Rejected>) {
+        let parts = [
+            ("attributes", cuts.attributes),
+            ("attribute_values", cuts.values),
+            ("events", cuts.events),
+            ("links", cuts.links),
+        ];
+        for (part, n) in parts {
+            if n > 0
+                && let Some(counter) = self.truncated.get(part)
+            {
+                counter.add(n);
+            }
+        }
+        for (reason, items) in [
+            ("too_many_items", cuts.refused_over_count),
+            ("timestamp_skew", cuts.refused_skewed),
+        ] {
+            if items > 0 {
+                let detail = refused.map_or("", |r| r.message.as_str());
+                self.refuse_items(Transport::Http, signal, reason, items, detail);
+            }
+        }
+    }
+
+    /// Pushes a decoded payload into the pipelines. `prior` are the items the
+    /// receiver already refused (per-request limits). On success returns
+    /// those and the items dropped for invalid IDs (for `partial_success`).
     pub(crate) async fn export(
         &self,
         transport: Transport,
         mut payload: Payload,
         client: ClientInfo,
+        prior: Option<Rejected>,
     ) -> Result<Option<Rejected>, ConsumeError> {
         let signal = payload.signal();
         let counters = &self.counters[&(signal, transport)];
@@ -172,13 +221,14 @@ impl Ingest {
                 format!("no {signal} pipeline uses this receiver"),
             ));
         };
-        let rejected = payload.remove_invalid_ids();
-        if let Some(rejected) = &rejected {
-            counters.refused.add(rejected.items as u64);
+        let invalid = payload.remove_invalid_ids();
+        if let Some(invalid) = &invalid {
+            counters.refused.add(invalid.items as u64);
             if let Some(suppressed) = self.log.check() {
-                tracing::warn!(receiver = %self.id, transport = transport.as_str(), suppressed, "{}", rejected.message);
+                tracing::warn!(receiver = %self.id, transport = transport.as_str(), suppressed, "{}", invalid.message);
             }
         }
+        let rejected = Rejected::merge(prior, invalid);
         let items = payload.item_count() as u64;
         if items == 0 && rejected.is_some() {
             return Ok(rejected);

@@ -4,11 +4,13 @@
 //! limits) -> `ingest.rs` (drop invalid IDs, count) -> the pipelines' consumers.
 //! Refusals from downstream travel back as gRPC codes / HTTP statuses.
 
+mod client_attributes;
 mod config;
 mod cors;
 mod grpc;
 mod http;
 mod ingest;
+mod limits;
 mod rate_limit;
 
 pub use config::{
@@ -154,6 +156,9 @@ impl OtlpReceiver {
                 .rate_limit
                 .as_ref()
                 .map(|limit| rate_limit::RateLimit::new(&self.id, limit, &self.host.metrics)),
+            limits: config.limits.as_ref().map(limits::RequestLimits::new),
+            add_client_address: config.add_client_address,
+            add_user_agent: config.add_user_agent,
         });
         server::spawn_with_tls(
             &format!("{}/http", self.id),
