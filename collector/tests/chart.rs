@@ -517,6 +517,50 @@ fn the_ebpf_agent_gets_minimal_capabilities_and_privileged_still_works() {
     assert_eq!(container["securityContext"]["privileged"], true);
 }
 
+/// The browser collector's overlay as YAML.
+fn browser_overlay(sets: &[&str]) -> Value {
+    let docs = render_defaults(sets);
+    let data = &find(&docs, "ConfigMap", "browser-collector")["data"];
+    serde_yaml_ng::from_str(data["chart-overlay.yaml"].as_str().expect("overlay")).expect("yaml")
+}
+
+#[test]
+fn the_browser_gets_the_public_endpoints_protections_and_the_config_still_wins() {
+    let overlay = browser_overlay(&[]);
+    let http = &overlay["receivers"]["otlp"]["protocols"]["http"];
+    assert_eq!(http["max_request_body_size"], 1_048_576);
+    assert_eq!(http["accept_text_plain_json"], true);
+    assert_eq!(http["rate_limit"]["requests_per_second"], 20);
+    assert_eq!(http["limits"]["max_timestamp_skew"], "24h");
+    assert_eq!(http["add_client_address"], false);
+    assert_eq!(
+        http["endpoint"], "0.0.0.0:4318",
+        "the config's own endpoint kept"
+    );
+
+    // What the config sets itself wins over the protections' default.
+    let overlay = browser_overlay(&[
+        "browserCollector.config.receivers.otlp.protocols.http.max_request_body_size=2097152",
+        "browserCollector.protections.http.add_user_agent=true",
+    ]);
+    let http = &overlay["receivers"]["otlp"]["protocols"]["http"];
+    assert_eq!(http["max_request_body_size"], 2_097_152);
+    assert_eq!(http["add_user_agent"], true);
+
+    // Off: the overlay leaves the receiver alone.
+    let overlay = browser_overlay(&["browserCollector.protections.enabled=false"]);
+    assert!(overlay["receivers"].is_null(), "{overlay:?}");
+    // The other collectors never get them.
+    let docs = render_defaults(&[]);
+    for name in ["agent-collector", "gateway-collector"] {
+        let data = &find(&docs, "ConfigMap", name)["data"];
+        let overlay: Value =
+            serde_yaml_ng::from_str(data["chart-overlay.yaml"].as_str().expect("overlay"))
+                .expect("yaml");
+        assert!(overlay["receivers"].is_null(), "{name}: {overlay:?}");
+    }
+}
+
 #[test]
 fn every_rendered_collector_config_passes_validate() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -573,6 +617,7 @@ fn the_chart_readme_lists_every_value() {
             "resource",
             "exporter",
             "go",
+            "http",
         ];
         match value {
             Value::Mapping(map) if !map.is_empty() => {

@@ -236,11 +236,16 @@ fn python_traces(cluster: &Cluster, traces: usize) -> Vec<String> {
 /// What a page's OTLP/HTTP JSON exporter posts: one trace of 3 spans.
 fn browser_trace(cluster: &Cluster, n: u8) -> String {
     let trace_id = format!("{:02x}{}", n, "b".repeat(30));
+    // Now: the chart's browser protections refuse timestamps a day off.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
     let span = |i: u8, parent: &str| {
         serde_json::json!({
             "traceId": trace_id, "spanId": format!("{:02x}{:02x}{}", n, i, "c".repeat(12)),
             "parentSpanId": parent, "name": format!("click {i}"), "kind": 1,
-            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000100000000"
+            "startTimeUnixNano": (now - 100_000_000).to_string(), "endTimeUnixNano": now.to_string()
         })
     };
     let root = format!("{n:02x}00{}", "c".repeat(12));

@@ -59,8 +59,9 @@ app.kubernetes.io/component: {{ .component | default "opentelemetry-collector" }
 
 {{/*
 The chart's second config file for a collector: the health_check extension
-the probes use (added to service.extensions), and the self-metrics address
-when the config sets none. Lists replace on merge, so service.extensions is
+the probes use (added to service.extensions), the self-metrics address
+when the config sets none, and (browser) the protections merged into the
+receiver's http protocol, the config's own settings winning. Lists replace on merge, so service.extensions is
 the config's own list plus health_check.
 (dict "root" $ "values" .Values.gatewayCollector)
 */}}
@@ -84,6 +85,16 @@ the config's own list plus health_check.
 {{- end -}}
 {{- if $overlayService -}}
 {{- $_ := set $overlay "service" $overlayService -}}
+{{- end -}}
+{{- $protections := $values.protections | default dict -}}
+{{- if $protections.enabled -}}
+{{- $receivers := $config.receivers | default dict -}}
+{{- $receiver := index $receivers $protections.receiver | default dict -}}
+{{- $protocols := $receiver.protocols | default dict -}}
+{{- if hasKey $protocols "http" -}}
+{{- $http := merge (deepCopy ($protocols.http | default dict)) (deepCopy $protections.http) -}}
+{{- $_ := set $overlay "receivers" (dict $protections.receiver (dict "protocols" (dict "http" $http))) -}}
+{{- end -}}
 {{- end -}}
 {{- toYaml $overlay -}}
 {{- end -}}
