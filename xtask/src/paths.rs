@@ -14,6 +14,7 @@
 //! | `OLLY_KUBERNETES_VALIDATE` | `$OLLY_VENV/bin/kubernetes-validate` |
 //! | `OLLY_DNSMASQ` | `/usr/sbin/dnsmasq` |
 //! | `OLLY_CHROMIUM` | `/usr/bin/chromium` |
+//! | `OLLY_JS_DIR` | `collector/tests/js` (the web SDK test page; `setup` runs `npm ci` there) |
 //!
 //! The cache lives outside the repository on purpose: CI starts from a fresh
 //! clone (no `target/`), but the machine, and so `~/.cache`, may be reused.
@@ -91,10 +92,16 @@ pub(crate) fn kubectl() -> PathBuf {
     layer_dir("helm4").join("kubectl").join("kubectl")
 }
 
+/// The npm project of the browser SDK test (`collector/tests/js`): its
+/// `package-lock.json` is committed, `setup` fills its `node_modules`.
+pub(crate) fn js_dir() -> PathBuf {
+    repo_root().join("collector").join("tests").join("js")
+}
+
 /// The variables the tests read, each taken from the environment when set there,
 /// else the default location `setup` installs to.
 pub(crate) fn test_env() -> Vec<(&'static str, OsString)> {
-    let defaults: [(&'static str, PathBuf); 9] = [
+    let defaults: [(&'static str, PathBuf); 10] = [
         ("OLLY_VENV", venv_dir()),
         ("OLLY_PYTHON", venv_python()),
         ("OLLY_HELM3", helm3()),
@@ -104,6 +111,7 @@ pub(crate) fn test_env() -> Vec<(&'static str, OsString)> {
         ("OLLY_KUBERNETES_VALIDATE", venv_bin("kubernetes-validate")),
         ("OLLY_DNSMASQ", PathBuf::from(SYSTEM_DNSMASQ)),
         ("OLLY_CHROMIUM", PathBuf::from(SYSTEM_CHROMIUM)),
+        ("OLLY_JS_DIR", js_dir()),
     ];
     defaults
         .into_iter()

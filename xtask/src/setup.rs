@@ -88,6 +88,11 @@ pub(crate) const TOOLS: &[Tool] = &[
         install: Install::Apt("npm"),
     },
     Tool {
+        name: "npm packages (collector/tests/js)",
+        check: js_packages_present,
+        install: Install::Run(install_js_packages),
+    },
+    Tool {
         name: "rustfmt",
         check: || succeeds(cmd::cargo().args(["fmt", "--version"])),
         install: Install::Run(|| rustup_component("rustfmt")),
@@ -379,6 +384,47 @@ fn install_bpf_linker() -> Result<()> {
                 "llvm-22",
             ]),
     )
+}
+
+// ---------------------------------------------------------------------------
+// npm: the OpenTelemetry JS web SDK and esbuild for the browser SDK test
+
+/// File in `node_modules` holding the fingerprint of the `package-lock.json`
+/// last installed (`npm ci` empties `node_modules`, so a stale one goes too).
+const JS_LOCK_MARKER: &str = ".package-lock.fnv1a64";
+/// What the test runs and bundles; present once `npm ci` finished.
+const JS_NEEDED: &[&str] = &[
+    "node_modules/.bin/esbuild",
+    "node_modules/@opentelemetry/sdk-trace-web/package.json",
+    "node_modules/@opentelemetry/exporter-logs-otlp-http/package.json",
+];
+
+fn js_lock_fingerprint() -> Option<String> {
+    fs::read(paths::js_dir().join("package-lock.json"))
+        .ok()
+        .map(|lock| fingerprint(&lock))
+}
+
+fn js_packages_present() -> bool {
+    let dir = paths::js_dir();
+    let marker = fs::read_to_string(dir.join("node_modules").join(JS_LOCK_MARKER));
+    marker.is_ok_and(|m| Some(m.trim().to_string()) == js_lock_fingerprint())
+        && JS_NEEDED.iter().all(|p| dir.join(p).exists())
+        && succeeds(Command::new(dir.join("node_modules/.bin/esbuild")).arg("--version"))
+}
+
+fn install_js_packages() -> Result<()> {
+    let dir = paths::js_dir();
+    let npm = which("npm").context("npm not found on PATH (the npm row installs it)")?;
+    run_captured(
+        Command::new(npm)
+            .current_dir(&dir)
+            .args(["ci", "--no-audit", "--no-fund"]),
+    )?;
+    let fingerprint = js_lock_fingerprint().context("reading package-lock.json")?;
+    let marker = dir.join("node_modules").join(JS_LOCK_MARKER);
+    fs::write(&marker, fingerprint).with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
