@@ -652,3 +652,53 @@ fn client_address_and_user_agent_are_added_when_enabled() {
         Some("203.0.113.50")
     );
 }
+
+#[test]
+fn data_from_a_disallowed_origin_is_refused_even_without_a_preflight() {
+    use serde_yaml_ng::Value;
+    let cors: Value =
+        serde_yaml_ng::from_str("allowed_origins: ['https://*.shop.example']").expect("cors");
+    let (collector, http) = start_embedded(&[("cors", cors)]);
+    let beacon = ("Content-Type", "text/plain;charset=UTF-8");
+    let post = |headers: &[(&str, &str)]| {
+        let mut request = make_traces(11, 1, 1, "rum");
+        let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
+        span.end_time_unix_nano = now_nanos();
+        span.start_time_unix_nano = span.end_time_unix_nano - 1_000;
+        http_request(
+            http,
+            "POST",
+            "/v1/traces",
+            headers,
+            &json::encode_traces(&request),
+        )
+    };
+    // What sendBeacon or a form would send from another site: no preflight.
+    let refused = post(&[beacon, ("Origin", "https://evil.example")]);
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(refused.header("Access-Control-Allow-Origin").is_none());
+    let opaque = post(&[JSON, ("Origin", "null")]);
+    assert_eq!(opaque.status, 403, "{opaque:?}");
+    // An allowed origin, and a client outside any browser (no Origin).
+    let allowed = post(&[beacon, ("Origin", "https://www.shop.example")]);
+    assert_eq!(allowed.status, 200, "{allowed:?}");
+    assert_eq!(
+        allowed.header("Access-Control-Allow-Origin"),
+        Some("https://www.shop.example")
+    );
+    assert_eq!(post(&[JSON]).status, 200);
+    assert_eq!(
+        collector.metric(
+            "otelcol_receiver_refused_requests_total",
+            &[("receiver", "otlp"), ("reason", "origin")],
+        ),
+        2.0
+    );
+    assert_eq!(
+        collector.metric(
+            "otelcol_receiver_accepted_spans_total",
+            &[("receiver", "otlp")]
+        ),
+        2.0
+    );
+}

@@ -579,6 +579,21 @@ fn a_page_on_an_origin_that_is_not_allowed_gets_nothing_through() {
         assert_ne!(export["code"], 0, "{export}: {}", context());
     }
 
+    // A beacon needs no preflight, so the browser sends it whatever the
+    // collector's CORS says: the collector refuses it for its Origin.
+    let beacon = run_chromium(&server.page_url(http, "beacon", 5000));
+    assert_eq!(beacon.result["beaconQueued"], true, "{}", beacon.result);
+    support::eventually(
+        "the beacon refused for its origin",
+        || {
+            collector.metric(
+                "otelcol_receiver_refused_requests_total",
+                &[("receiver", "otlp"), ("reason", "origin")],
+            )
+        },
+        |refused| *refused >= 1.0,
+    );
+
     // A barrier: a span posted directly (no Origin) is written; had the
     // browser's got through, they would be there too.
     let mut marker = support::make_traces(42, 1, 1, "marker");

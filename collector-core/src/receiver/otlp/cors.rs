@@ -53,6 +53,17 @@ impl Cors {
         self.origins.iter().any(|re| re.is_match(origin))
     }
 
+    /// The origin of a request that a browser sent from a page CORS does not
+    /// allow. A preflight stops most such requests in the browser, but not
+    /// the ones that need none (`sendBeacon`, a `text/plain` or form POST),
+    /// so the data of those is refused here. Requests without `Origin`
+    /// (servers, SDKs outside a browser) are not concerned.
+    pub(crate) fn disallowed_origin(&self, request: &HeaderMap) -> Option<String> {
+        let origin = request.get(header::ORIGIN)?;
+        let text = String::from_utf8_lossy(origin.as_bytes());
+        (!self.origin_allowed(&text)).then(|| text.into_owned())
+    }
+
     /// Headers for an actual (non-preflight) request from `origin`.
     pub(crate) fn response_headers(&self, request: &HeaderMap, out: &mut HeaderMap) {
         let Some(origin) = request.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {

@@ -215,6 +215,21 @@ impl HttpSettings {
             reply.allow_post = true;
             return reply;
         }
+        if let Some(origin) = self
+            .cors
+            .as_ref()
+            .and_then(|cors| cors.disallowed_origin(request.headers()))
+        {
+            ingest.refuse_request(
+                Transport::Http,
+                "origin",
+                &format!("origin {origin:?} is not in cors.allowed_origins"),
+            );
+            return Reply::text(
+                StatusCode::FORBIDDEN,
+                format!("origin {origin:?} is not allowed"),
+            );
+        }
         let content_type = request
             .headers()
             .get(header::CONTENT_TYPE)

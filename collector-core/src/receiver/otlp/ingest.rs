@@ -58,8 +58,9 @@ pub(crate) const ITEM_REFUSAL_REASONS: [&str; 3] =
 const TRUNCATED_PARTS: [&str; 4] = ["attributes", "attribute_values", "events", "links"];
 
 /// Reasons a request is refused before decoding, as metric labels.
-pub(crate) const BAD_REQUEST_REASONS: [&str; 9] = [
+pub(crate) const BAD_REQUEST_REASONS: [&str; 10] = [
     "rate_limited",
+    "origin",
     "overloaded",
     "decode",
     "too_large",
