@@ -100,7 +100,7 @@ impl Limiter {
 
 /// What the browser section runs, in a sentence.
 pub(crate) fn describe() -> String {
-    "browser-collector, embedded default config: otlp (HTTP, loopback) -> resource -> batch (100 / 1s) \
+    "browser-collector, embedded default config: otlp (HTTP, loopback) -> resource -> batch (as embedded) \
      -> otlp exporter to the counting sink, compression none; limiter on and off"
         .to_string()
 }
