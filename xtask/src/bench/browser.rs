@@ -28,6 +28,10 @@
 //! the collector process, latency p50/p99, peak RSS, non-200 answers, and
 //! whether the sink got every accepted span; then the limiter's cost,
 //! 1 - (requests per CPU-s on / off), against [`TARGET_LIMITER_COST`].
+//!
+//! Measured (README, "Browser intake"; 2 shared CPUs, 3 rounds of 10 s):
+//! limiter on 7,720 requests per CPU-second, off 8,083, a cost of 4.5%,
+//! within the noise of that machine; no refusals, every span delivered.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
