@@ -8,6 +8,7 @@
 //! cargo xtask bench --rotel-agent /path/to/rotel-agent
 //! cargo xtask bench --only gateway       # only the gateway section
 //! cargo xtask bench --only loadbalancing # the loadbalancing row and agent-none
+//! cargo xtask bench --only browser       # only the browser section
 //! ```
 //!
 //! One run builds the project once (`cargo build --release -p collector -p
@@ -71,7 +72,20 @@
 //! then, with
 //! 50,000 traces buffered (`decision_wait` 120 s), the RSS per buffered span
 //! against the span's OTLP-encoded size (goal: within 2x).
+//!
+//! `--only` takes `floor`, `rotel`, `agent-gzip`, `agent-none`,
+//! `loadbalancing`, `loadbalancing-gzip`, `gateway`, `ebpf` and `browser`.
+//!
+//! Last, the **browser** section (`browser`, see [`browser`]):
+//! `browser-collector` with its embedded config exporting uncompressed to
+//! the same sink, fed OTLP/JSON by 16 client threads (1..=20 spans per
+//! request, 10,000 client addresses in `X-Forwarded-For`, half keep-alive),
+//! with the limiter on (the embedded receiver) and off. It prints
+//! requests/s, spans/s, requests per CPU-second, latency p50/p99, peak RSS
+//! and non-200 answers per config, and the limiter's cost (target: under 5%
+//! of the intake's CPU).
 
+mod browser;
 mod children;
 mod contender;
 mod ebpf;
@@ -251,6 +265,7 @@ pub(crate) struct ContenderResult {
 struct Layout {
     agent: PathBuf,
     gateway: PathBuf,
+    browser: PathBuf,
     ebpf_agent: PathBuf,
     http_bench: PathBuf,
     loadgen: PathBuf,
@@ -271,6 +286,7 @@ impl Layout {
         Layout {
             agent: release.join("agent-collector"),
             gateway: release.join("gateway-collector"),
+            browser: release.join("browser-collector"),
             ebpf_agent: release.join("ebpf-agent"),
             http_bench: release.join("ebpf-http-bench"),
             loadgen: release.join("otel-loadgen"),
@@ -305,7 +321,8 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     };
     let run_gateway = selected(&ContenderId::Gateway);
     let run_ebpf = selected(&ContenderId::Ebpf);
-    // The gateway has its own section; these go in the table.
+    let run_browser = selected(&ContenderId::Browser);
+    // The gateway, eBPF and browser have their own sections; these go in the table.
     let contenders: Vec<ContenderId> = ContenderId::ALL
         .into_iter()
         .filter(|id| selected(id) && !id.has_own_section())
@@ -336,6 +353,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     if run_gateway {
         binaries.push(&layout.gateway);
+    }
+    if run_browser {
+        binaries.push(&layout.browser);
     }
     if run_ebpf {
         binaries.push(&layout.ebpf_agent);
@@ -455,6 +475,12 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         None
     };
 
+    let browser = if run_browser {
+        Some(browser::run(&mut bench)?)
+    } else {
+        None
+    };
+
     if !results.is_empty() {
         print!("{}", report::table(&settings, &results));
     }
@@ -464,12 +490,21 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if let Some(ebpf) = &ebpf {
         print!("{}", ebpf::table(ebpf));
     }
+    if let Some(browser) = &browser {
+        print!("{}", browser::table(&settings, browser));
+    }
     let json_path = layout.out_dir.join("results.json");
     std::fs::write(
         &json_path,
         format!(
             "{}\n",
-            report::json(&settings, &results, gateway.as_ref(), ebpf.as_ref())
+            report::json(
+                &settings,
+                &results,
+                gateway.as_ref(),
+                ebpf.as_ref(),
+                browser.as_ref()
+            )
         ),
     )
     .with_context(|| format!("writing {}", json_path.display()))?;

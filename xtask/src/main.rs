@@ -7,7 +7,8 @@
 //! - `cargo xtask bench` measures our agent against Rotel and a byte-relay floor (see bench.rs).
 //! - `cargo xtask env` prints the `OLLY_*` variables that the tests read, as shell exports.
 //!
-//! This crate uses std, clap and anyhow only, and none of the project's crates, so it
+//! This crate uses std, clap, anyhow and serde_yaml_ng (the bench adapts a
+//! collector's YAML config) only, and none of the project's crates, so it
 //! builds (and can install things) before the rest of the workspace compiles.
 
 mod bench;

@@ -30,8 +30,7 @@ extern "C" fn on_signal(_signal: c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-// libc's `signal(2)`, declared here because xtask takes no crates beyond
-// clap and anyhow. Its return value (the previous handler) is pointer-sized.
+// libc's `signal(2)`, declared here because xtask takes no libc crate. Its return value (the previous handler) is pointer-sized.
 unsafe extern "C" {
     fn signal(signum: c_int, handler: extern "C" fn(c_int)) -> usize;
 }

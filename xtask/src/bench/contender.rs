@@ -39,10 +39,13 @@ pub(crate) enum ContenderId {
     Gateway,
     /// The eBPF agent (its own section, after the gateway's).
     Ebpf,
+    /// Our browser-collector's OTLP/JSON intake, limiter on and off (its
+    /// own section, after the eBPF agent's).
+    Browser,
 }
 
 impl ContenderId {
-    pub(crate) const ALL: [ContenderId; 8] = [
+    pub(crate) const ALL: [ContenderId; 9] = [
         ContenderId::Floor,
         ContenderId::Rotel,
         ContenderId::AgentGzip,
@@ -51,6 +54,7 @@ impl ContenderId {
         ContenderId::LoadbalancingGzip,
         ContenderId::Gateway,
         ContenderId::Ebpf,
+        ContenderId::Browser,
     ];
 
     /// The name on the command line and in results.json.
@@ -64,6 +68,7 @@ impl ContenderId {
             ContenderId::LoadbalancingGzip => "loadbalancing-gzip",
             ContenderId::Gateway => "gateway",
             ContenderId::Ebpf => "ebpf",
+            ContenderId::Browser => "browser",
         }
     }
 
@@ -78,6 +83,7 @@ impl ContenderId {
             ContenderId::LoadbalancingGzip => "loadbalancing (gzip)",
             ContenderId::Gateway => "gateway (tail_sampling)",
             ContenderId::Ebpf => "ebpf agent",
+            ContenderId::Browser => "browser (OTLP/JSON intake)",
         }
     }
 
@@ -85,9 +91,13 @@ impl ContenderId {
         self == ContenderId::Rotel
     }
 
-    /// Measured in its own section after the table (`gateway.rs`, `ebpf.rs`).
+    /// Measured in its own section after the table (`gateway.rs`,
+    /// `ebpf.rs`, `browser.rs`).
     pub(crate) fn has_own_section(self) -> bool {
-        matches!(self, ContenderId::Gateway | ContenderId::Ebpf)
+        matches!(
+            self,
+            ContenderId::Gateway | ContenderId::Ebpf | ContenderId::Browser
+        )
     }
 
     /// Sends to the [`LB_BACKENDS`] backend sinks instead of the one sink.
@@ -140,6 +150,7 @@ pub(crate) fn describe(id: ContenderId) -> String {
         ),
         ContenderId::Gateway => super::gateway::describe(),
         ContenderId::Ebpf => super::ebpf::describe(),
+        ContenderId::Browser => super::browser::describe(),
     }
 }
 
@@ -298,7 +309,7 @@ pub(crate) fn command(
             command.arg("--config").arg(&config);
             command
         }
-        ContenderId::Gateway | ContenderId::Ebpf => {
+        ContenderId::Gateway | ContenderId::Ebpf | ContenderId::Browser => {
             bail!("{} is measured in its own section", id.name())
         }
     })

@@ -231,7 +231,7 @@ fn percent(fraction: f64) -> String {
     }
 }
 
-/// A JSON value, written by hand (xtask has no serde).
+/// A JSON value, written by hand (xtask has no JSON crate).
 #[derive(Debug, Clone)]
 pub(crate) enum Json {
     Null,
@@ -353,6 +353,7 @@ pub(crate) fn json(
     results: &[ContenderResult],
     gateway: Option<&GatewayResult>,
     ebpf: Option<&super::ebpf::EbpfResult>,
+    browser: Option<&super::browser::BrowserResult>,
 ) -> Json {
     let rotel = find(results, ContenderId::Rotel);
     let floor = find(results, ContenderId::Floor);
@@ -440,6 +441,7 @@ pub(crate) fn json(
         ("contenders", Json::Array(contenders)),
         ("gateway", gateway.map_or(Json::Null, super::gateway::json)),
         ("ebpf", ebpf.map_or(Json::Null, super::ebpf::json)),
+        ("browser", browser.map_or(Json::Null, super::browser::json)),
     ])
 }
 
