@@ -15,6 +15,9 @@ pub mod compression;
 pub mod config;
 pub mod consumer;
 pub mod extension;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod observe;
 pub mod pdata;
 pub mod pem;

@@ -23,7 +23,13 @@ enum Action {
     Cargo(Vec<&'static str>),
     /// The test run: nextest when installed, else `cargo test`.
     Tests,
+    /// `cargo xtask fuzz --seconds N`, in this process.
+    Fuzz(u32),
 }
+
+/// Seconds each fuzz target runs in CI: a smoke run over the seeds and what
+/// the fuzzer reaches from them (the long runs are in the README).
+const CI_FUZZ_SECONDS: u32 = 20;
 
 enum StepResult {
     Ok(Duration),
@@ -65,6 +71,10 @@ fn steps(skip_setup: bool) -> Vec<(Step, bool)> {
         Step {
             name: "test",
             action: Action::Tests,
+        },
+        Step {
+            name: "fuzz",
+            action: Action::Fuzz(CI_FUZZ_SECONDS),
         },
     ];
     all.into_iter()
@@ -112,6 +122,7 @@ fn test_command() -> Command {
 fn run_step(step: &Step) -> Result<()> {
     match &step.action {
         Action::Setup => setup::run(),
+        Action::Fuzz(seconds) => crate::fuzz::run_for(*seconds),
         Action::Cargo(args) => run_inherited(&mut cargo_command(args)),
         Action::Tests => run_tests(),
     }
@@ -175,6 +186,7 @@ fn plain_counts(summary: &str) -> Option<String> {
 fn describe_step(step: &Step) -> String {
     match &step.action {
         Action::Setup => "cargo xtask setup".to_string(),
+        Action::Fuzz(seconds) => format!("cargo xtask fuzz --seconds {seconds}"),
         Action::Cargo(args) => format!("cargo {}", args.join(" ")),
         Action::Tests if nextest_installed() => cmd::describe(&test_command()),
         Action::Tests => "cargo test --workspace --locked".to_string(),
@@ -296,11 +308,11 @@ mod tests {
     }
 
     #[test]
-    fn order_is_setup_fmt_clippy_build_doctest_test() {
+    fn order_is_setup_fmt_clippy_build_doctest_test_fuzz() {
         let names: Vec<&str> = steps(false).iter().map(|(s, _)| s.name).collect();
         assert_eq!(
             names,
-            ["setup", "fmt", "clippy", "build", "doctest", "test"]
+            ["setup", "fmt", "clippy", "build", "doctest", "test", "fuzz"]
         );
     }
 }

@@ -5,6 +5,7 @@
 //! - `cargo xtask demo` runs the collectors on loopback with traffic (see demo.rs).
 //! - `cargo xtask loadgen -- ...` runs the load generator.
 //! - `cargo xtask bench` measures our agent against Rotel and a byte-relay floor (see bench.rs).
+//! - `cargo xtask fuzz [--seconds N]` runs the fuzz targets of `fuzz/` (see fuzz.rs).
 //! - `cargo xtask env` prints the `OLLY_*` variables that the tests read, as shell exports.
 //!
 //! This crate uses std, clap, anyhow and serde_yaml_ng (the bench adapts a
@@ -16,6 +17,7 @@ mod ci;
 mod cmd;
 mod demo;
 mod dist;
+mod fuzz;
 mod paths;
 mod setup;
 
@@ -71,6 +73,9 @@ enum Command {
     /// to a receiver, scaling the gateways from 1 to 3 (root; the
     /// `chart_e2e` test, which `ci` also runs), plus the chart's Helm tests.
     E2e,
+    /// Run every fuzz target (fuzz/, cargo fuzz on the probe's nightly) for
+    /// `--seconds` each from its committed seeds; CI runs it for 20 s each.
+    Fuzz(fuzz::FuzzArgs),
     /// Print `export OLLY_...=...` lines for the tools the tests use
     /// (use as `eval "$(cargo xtask env)"`).
     Env,
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             cmd::run_inherited(&mut command)
         }
         Command::Dist(args) => dist::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::E2e => {
             let mut command = cmd::cargo();
             command

@@ -118,6 +118,11 @@ pub(crate) const TOOLS: &[Tool] = &[
         install: Install::Run(install_bpf_linker),
     },
     Tool {
+        name: "cargo-fuzz",
+        check: cargo_fuzz_present,
+        install: Install::Run(install_cargo_fuzz),
+    },
+    Tool {
         name: "python venv (test clients)",
         check: venv_present,
         install: Install::Run(install_venv),
@@ -384,6 +389,27 @@ fn install_bpf_linker() -> Result<()> {
                 "llvm-22",
             ]),
     )
+}
+
+// ---------------------------------------------------------------------------
+// cargo fuzz: drives the fuzz targets of fuzz/ on the probe's nightly
+
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+fn cargo_fuzz_present() -> bool {
+    run_captured(cmd::cargo().args(["fuzz", "--version"]))
+        .is_ok_and(|out| out.contains(CARGO_FUZZ_VERSION))
+}
+
+fn install_cargo_fuzz() -> Result<()> {
+    eprintln!("setup: building cargo-fuzz {CARGO_FUZZ_VERSION} from crates.io");
+    run_inherited(cmd::cargo().args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 //! per client instead; the keys and guarantees a client sees are the same,
 //! and since deleting a file frees its space there is nothing to compact.
 
-mod store;
+pub(crate) mod store;
 
 use crate::component::storage::StorageService;
 use crate::component::{

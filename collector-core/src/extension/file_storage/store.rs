@@ -284,7 +284,7 @@ fn crc32(data: &[u8]) -> u32 {
     crc.sum()
 }
 
-fn header(value: &[u8]) -> [u8; HEADER_LEN] {
+pub(crate) fn header(value: &[u8]) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[..4].copy_from_slice(MAGIC);
     out[4..12].copy_from_slice(&(value.len() as u64).to_le_bytes());
@@ -293,7 +293,7 @@ fn header(value: &[u8]) -> [u8; HEADER_LEN] {
 }
 
 /// Checks a file's header and returns its value.
-fn decode_record(key: &str, data: Vec<u8>) -> Result<Bytes, StorageError> {
+pub(crate) fn decode_record(key: &str, data: Vec<u8>) -> Result<Bytes, StorageError> {
     let corrupt = |reason: &str| StorageError::Corrupt {
         key: key.to_string(),
         reason: reason.to_string(),

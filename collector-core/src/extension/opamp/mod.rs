@@ -13,7 +13,7 @@ pub mod proto;
 
 mod client;
 mod identity;
-mod remote;
+pub(crate) mod remote;
 mod report;
 mod transport;
 
