@@ -6,6 +6,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod faulty_sink;
 pub mod kube_api;
 pub mod netns;
 pub mod opamp_server;

@@ -1,0 +1,188 @@
+//! What the `otlp` exporter does with each fault of its downstream, with the
+//! real `agent-collector` binary in front of a scripted OTLP/gRPC server
+//! (`testkit::faulty_sink`): transient refusals (UNAVAILABLE,
+//! RESOURCE_EXHAUSTED with and without RetryInfo) and timeouts are retried
+//! until delivered; permanent ones (INVALID_ARGUMENT, and INTERNAL, which
+//! OllyScale's receiver answers on storage errors; otelcol does not retry it
+//! either) are counted as failed and not retried; partial success counts
+//! the rejected spans as failed; a slow downstream loses nothing.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+use support::{Collector, eventually, make_traces, post_traces_until_accepted};
+use testkit::faulty_sink::{Answer, FaultySink};
+
+fn agent(sink: &FaultySink) -> Collector {
+    let config = format!(
+        r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+exporters:
+  otlp:
+    endpoint: {}
+    tls: {{insecure: true}}
+    compression: none
+    timeout: 300ms
+    retry_on_failure:
+      initial_interval: 20ms
+      max_interval: 100ms
+      max_elapsed_time: 0
+    sending_queue:
+      num_consumers: 2
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [otlp]
+"#,
+        sink.address
+    );
+    Collector::start(support::binary("agent-collector"), &config)
+}
+
+/// Sends `requests` requests of 5 spans each; returns every span ID sent.
+fn send(agent: &Collector, seed: u8, requests: usize) -> HashSet<Vec<u8>> {
+    let http = agent.address("otlp", "http");
+    let mut sent = HashSet::new();
+    for r in 0..requests {
+        let request = make_traces(seed.wrapping_add(r as u8), 1, 5, "faults");
+        for span in request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            sent.insert(span.span_id.clone());
+        }
+        post_traces_until_accepted(http, &request);
+    }
+    sent
+}
+
+fn exporter_metric(agent: &Collector, name: &str) -> f64 {
+    agent.metric(name, &[("exporter", "otlp")])
+}
+
+fn code(code: tonic::Code, retry_after: Option<Duration>) -> Answer {
+    Answer::Status { code, retry_after }
+}
+
+#[test]
+fn transient_refusals_and_timeouts_are_retried_until_everything_is_delivered() {
+    let sink = FaultySink::start(Answer::Ok);
+    sink.then([
+        code(tonic::Code::Unavailable, None),
+        code(
+            tonic::Code::ResourceExhausted,
+            Some(Duration::from_millis(100)),
+        ),
+        code(tonic::Code::ResourceExhausted, None),
+        Answer::Stall,
+        code(tonic::Code::Unavailable, None),
+        Answer::Stall,
+    ]);
+    let agent = agent(&sink);
+    let sent = send(&agent, 1, 8);
+    let delivered = eventually(
+        "every span delivered",
+        || sink.delivered(),
+        |d| d.len() >= sent.len(),
+    );
+    let unique: HashSet<Vec<u8>> = delivered.iter().cloned().collect();
+    assert_eq!(unique, sent, "every span sent is delivered");
+    assert_eq!(delivered.len(), sent.len(), "none delivered twice");
+    let calls = sink.calls();
+    let refused = calls.iter().filter(|c| c.answer != Answer::Ok).count();
+    assert_eq!(refused, 6, "each scripted fault was met once: {calls:?}");
+    assert_eq!(
+        calls.len(),
+        8 + refused,
+        "each fault cost exactly one more call"
+    );
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_sent_spans_total"),
+        sent.len() as f64
+    );
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+        0.0
+    );
+}
+
+#[test]
+fn permanent_refusals_are_counted_as_failed_and_not_retried() {
+    for permanent in [tonic::Code::InvalidArgument, tonic::Code::Internal] {
+        let sink = FaultySink::start(code(permanent, None));
+        let agent = agent(&sink);
+        let sent = send(&agent, 20, 4);
+        let failed = eventually(
+            &format!("{permanent:?}: the spans counted as failed"),
+            || exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+            |failed| *failed >= sent.len() as f64,
+        );
+        assert_eq!(failed, sent.len() as f64, "{permanent:?}");
+        let calls = sink.calls();
+        assert_eq!(
+            calls.len(),
+            4,
+            "{permanent:?}: one call per request, no retry"
+        );
+        let attempted: HashSet<Vec<u8>> = calls.into_iter().flat_map(|c| c.span_ids).collect();
+        assert_eq!(attempted, sent);
+        assert_eq!(
+            exporter_metric(&agent, "otelcol_exporter_sent_spans_total"),
+            0.0
+        );
+        // The refusal is logged with the downstream's message.
+        agent.wait_for_log("the permanent refusal logged", |line| {
+            line.to_string().contains("scripted fault")
+        });
+    }
+}
+
+#[test]
+fn partial_success_counts_the_rejected_spans_as_failed() {
+    let sink = FaultySink::start(Answer::PartialSuccess { rejected: 2 });
+    let agent = agent(&sink);
+    let sent = send(&agent, 40, 3);
+    eventually(
+        "every request answered",
+        || exporter_metric(&agent, "otelcol_exporter_sent_spans_total"),
+        |n| *n >= 9.0,
+    );
+    assert_eq!(sink.calls().len(), 3, "partial success is not retried");
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_sent_spans_total"),
+        (sent.len() - 6) as f64
+    );
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+        6.0
+    );
+}
+
+#[test]
+fn a_slow_downstream_loses_nothing() {
+    let sink = FaultySink::start(Answer::Slow(Duration::from_millis(100)));
+    let agent = agent(&sink);
+    let sent = send(&agent, 60, 10);
+    let delivered = eventually(
+        "every span delivered",
+        || sink.delivered(),
+        |d| d.len() >= sent.len(),
+    );
+    assert_eq!(delivered.iter().cloned().collect::<HashSet<_>>(), sent);
+    assert_eq!(delivered.len(), sent.len());
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+        0.0
+    );
+}
