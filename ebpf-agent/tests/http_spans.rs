@@ -282,14 +282,19 @@ fn by_path<'a>(spans: &'a [Seen], path: &str) -> &'a Seen {
 }
 
 /// The span lies within what the client measured, and it is a server span
-/// of the request with the expected status.
+/// of the request with the expected status. Without a response the span
+/// ends when the server closes the connection, which the client cannot see:
+/// it sees the FIN of the server's shutdown, which may come well before the
+/// server's close (a loaded machine, seen: 3 ms), so only the start is
+/// bounded then.
 fn check(seen: &Seen, measured: &Measured, port: u16) {
     let span = &seen.span;
     let path = &measured.path;
     assert_eq!(span.kind, SpanKind::Server as i32, "{path}");
+    let answered = measured.status.is_some();
     assert!(
         span.start_time_unix_nano + SLACK_NS >= measured.start_ns
-            && span.end_time_unix_nano <= measured.end_ns + SLACK_NS
+            && (!answered || span.end_time_unix_nano <= measured.end_ns + SLACK_NS)
             && span.start_time_unix_nano <= span.end_time_unix_nano,
         "{path}: span {}..{} outside the client's {}..{}",
         span.start_time_unix_nano,
