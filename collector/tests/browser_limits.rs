@@ -407,34 +407,6 @@ fn requests_beyond_the_concurrency_cap_get_503() {
     );
 }
 
-/// The embedded browser config as shipped (its receiver, processors and
-/// pipelines), listening on a free port, writing to a file instead of the
-/// gateways, with the changes named in `http_overrides` made to its HTTP
-/// receiver.
-fn start_embedded(http_overrides: &[(&str, serde_yaml_ng::Value)]) -> (Collector, SocketAddr) {
-    use serde_yaml_ng::Value;
-    let mut config: Value =
-        serde_yaml_ng::from_str(collector::role::Role::Browser.default_config()).expect("YAML");
-    let http = &mut config["receivers"]["otlp"]["protocols"]["http"];
-    http["endpoint"] = Value::from("127.0.0.1:0");
-    for (key, value) in http_overrides {
-        http[*key] = value.clone();
-    }
-    config["exporters"] =
-        serde_yaml_ng::from_str("file: {path: '{dir}/out.json'}").expect("exporters");
-    config["extensions"] = Value::Null;
-    config["service"]["extensions"] = Value::Sequence(Vec::new());
-    config["service"]["telemetry"]["metrics"]["address"] = Value::from("127.0.0.1:0");
-    for signal in ["traces", "metrics", "logs"] {
-        config["service"]["pipelines"][signal]["exporters"] =
-            serde_yaml_ng::from_str("[file]").expect("exporters");
-    }
-    let text = serde_yaml_ng::to_string(&config).expect("YAML");
-    let collector = Collector::start(support::binary("browser-collector"), &text);
-    let http = collector.address("otlp", "http");
-    (collector, http)
-}
-
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -499,7 +471,7 @@ fn string_of(attributes: &[KeyValue], key: &str) -> Option<String> {
 fn the_embedded_config_cuts_a_runaway_span_to_the_limits_and_counts_the_cuts() {
     // Body limit raised to 4 MiB so that a 1 MiB value fits next to 10,000
     // attributes; every other protection is the embedded config's.
-    let (collector, http) = start_embedded(&[(
+    let (collector, http) = support::start_embedded_browser(&[(
         "max_request_body_size",
         serde_yaml_ng::Value::from(4 * 1024 * 1024),
     )]);
@@ -550,7 +522,7 @@ fn the_embedded_config_cuts_a_runaway_span_to_the_limits_and_counts_the_cuts() {
 
 #[test]
 fn the_embedded_config_refuses_items_over_the_request_limit_and_from_broken_clocks() {
-    let (collector, http) = start_embedded(&[]);
+    let (collector, http) = support::start_embedded_browser(&[]);
     // 1,500 spans in one request, two of them from clocks two days off:
     // those two are refused, and of the rest the first 1,000 are kept.
     let mut request = make_traces(8, 1, 1500, "rum");
@@ -601,7 +573,7 @@ fn the_embedded_config_refuses_items_over_the_request_limit_and_from_broken_cloc
 #[test]
 fn client_address_and_user_agent_are_added_when_enabled() {
     use serde_yaml_ng::Value;
-    let (collector, http) = start_embedded(&[
+    let (collector, http) = support::start_embedded_browser(&[
         ("add_client_address", Value::from(true)),
         ("add_user_agent", Value::from(true)),
     ]);
@@ -658,7 +630,7 @@ fn data_from_a_disallowed_origin_is_refused_even_without_a_preflight() {
     use serde_yaml_ng::Value;
     let cors: Value =
         serde_yaml_ng::from_str("allowed_origins: ['https://*.shop.example']").expect("cors");
-    let (collector, http) = start_embedded(&[("cors", cors)]);
+    let (collector, http) = support::start_embedded_browser(&[("cors", cors)]);
     let beacon = ("Content-Type", "text/plain;charset=UTF-8");
     let post = |headers: &[(&str, &str)]| {
         let mut request = make_traces(11, 1, 1, "rum");

@@ -210,28 +210,14 @@ fn serve(stream: TcpStream, bundle: &[u8], log: &Mutex<Vec<Seen>>) {
         .and_then(|()| stream.write_all(content));
 }
 
-/// The embedded browser config with the receiver on loopback, CORS for
-/// `allowed_origin` only, and a `file` exporter for every pipeline.
+/// The embedded browser config with CORS for `allowed_origin` only.
 fn start_collector(allowed_origin: &str) -> (Collector, SocketAddr) {
-    use serde_yaml_ng::Value;
-    let mut config: Value =
-        serde_yaml_ng::from_str(collector::role::Role::Browser.default_config()).expect("YAML");
-    let http = &mut config["receivers"]["otlp"]["protocols"]["http"];
-    http["endpoint"] = Value::from("127.0.0.1:0");
-    http["cors"]["allowed_origins"] = Value::Sequence(vec![Value::from(allowed_origin)]);
-    config["exporters"] =
-        serde_yaml_ng::from_str("file: {path: '{dir}/out.json'}").expect("exporters");
-    config["extensions"] = Value::Null;
-    config["service"]["extensions"] = Value::Sequence(Vec::new());
-    config["service"]["telemetry"]["metrics"]["address"] = Value::from("127.0.0.1:0");
-    for signal in ["traces", "metrics", "logs"] {
-        config["service"]["pipelines"][signal]["exporters"] =
-            serde_yaml_ng::from_str("[file]").expect("exporters");
-    }
-    let text = serde_yaml_ng::to_string(&config).expect("YAML");
-    let collector = Collector::start(support::binary("browser-collector"), &text);
-    let http = collector.address("otlp", "http");
-    (collector, http)
+    let cors: serde_yaml_ng::Value = serde_yaml_ng::from_str(&format!(
+        "allowed_origins: [{}]",
+        serde_json::json!(allowed_origin)
+    ))
+    .expect("cors");
+    support::start_embedded_browser(&[("cors", cors)])
 }
 
 /// What the page reported in `<pre id="result">`.
