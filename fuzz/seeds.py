@@ -175,6 +175,14 @@ def opamp_seeds(repo):
     return {"remote-config": frame(remote), "full-state": frame(heartbeat), "error": frame(error)}
 
 
+HTTP_EXCHANGE = (
+    b"\x10\x00\x01\x00\x03\x00\x20\x00\x01\x01\x60\x00"
+    b"POST /v1/orders?id=7 HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\n\r\nhello"
+    b"\x10\x00\x01\x02\x40\x00"
+    b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+)
+
+
 def main():
     repo = ROOT.parent
     protobuf = {"traces": traces(), "traces-invalid-ids": traces(True), "metrics": metrics(), "logs": logs()}
@@ -189,6 +197,12 @@ def main():
             "framed-traces": b"\x01" + protobuf["traces"].SerializeToString(),
             "framed-logs": bytes([1 | (2 << 1)]) + protobuf["logs"].SerializeToString(),
             "raw-header": b"\x00OSV1" + b"\x00" * 12,
+        },
+        # Mode 0 reads a script of events (the HTTP text lands in captured
+        # bytes); mode 1 generates exchanges from any bytes.
+        "ebpf_http": {
+            "script-http": b"\x00" + HTTP_EXCHANGE,
+            "exchanges": b"\x01" + bytes(range(256)),
         },
     }
     for target, seeds in corpora.items():

@@ -17,12 +17,13 @@ use anyhow::{Context, Result, bail};
 use crate::{cmd, paths, setup::PROBE_TOOLCHAIN};
 
 /// Every target in `fuzz/Cargo.toml`, in the order they run.
-pub(crate) const TARGETS: [&str; 5] = [
+pub(crate) const TARGETS: [&str; 6] = [
     "otlp_protobuf",
     "otlp_json",
     "config_loader",
     "opamp_message",
     "file_storage_record",
+    "ebpf_http",
 ];
 
 /// An input running longer than this is a hang.
