@@ -8,6 +8,8 @@
 //! status once it is final, and keeps serving until killed. `--heartbeat N`
 //! offers agents an N-second heartbeat (OllyScale's server offers none; the
 //! agent's default is 30 s, and a pushed config waits for the next message).
+//! `--observe` only serves: agents connect and report, nothing is pushed
+//! (the soak runs it so the gateways' OpAMP clients have a server).
 
 use collector_core::config::load::{apply_set, parse_yaml};
 use collector_core::extension::opamp::proto::{self, RemoteConfigStatuses};
@@ -16,7 +18,7 @@ use testkit::opamp_server::OpampServer;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: opamp-test-server --ws HOST:PORT [--heartbeat SECONDS] [--edit KEY=VALUE]..."
+        "usage: opamp-test-server --ws HOST:PORT [--heartbeat SECONDS] [--observe | --edit KEY=VALUE...]"
     );
     std::process::exit(2)
 }
@@ -25,12 +27,14 @@ fn main() {
     let mut ws: Option<SocketAddr> = None;
     let mut edits = Vec::new();
     let mut heartbeat: Option<u64> = None;
+    let mut observe = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--ws" => ws = args.next().and_then(|a| a.parse().ok()),
             "--edit" => edits.push(args.next().unwrap_or_else(|| usage())),
             "--heartbeat" => heartbeat = args.next().and_then(|a| a.parse().ok()),
+            "--observe" => observe = true,
             _ => usage(),
         }
     }
@@ -41,6 +45,11 @@ fn main() {
         server.offer_heartbeat(seconds);
     }
     println!("opamp: listening on {}", server.ws_url());
+    if observe {
+        loop {
+            std::thread::park();
+        }
+    }
 
     let uid = server.wait_for_agent();
     server.wait_for("the agent's effective config", |s| {
