@@ -563,7 +563,11 @@ fn a_blackhole_times_out_moves_the_share_and_the_dead_connection_is_dropped() {
     // The blackholed connection stays dead after the fault (its bytes are
     // gone); the share came back over a new one, so the agent gave up on
     // the old connection (keepalive) and dialled again.
-    assert!(proxies[0].stats().connections >= 2, "{:?}", proxies[0].stats());
+    assert!(
+        proxies[0].stats().connections >= 2,
+        "{:?}",
+        proxies[0].stats()
+    );
     eprintln!(
         "blackhole: {} spans, {duplicates} delivered twice, {:?}",
         sent.len(),
@@ -708,7 +712,7 @@ fn with_every_gateway_down_a_full_queue_refuses_and_counts_what_it_refused() {
 
 #[test]
 fn a_gateway_killed_mid_stream_and_restarted_on_its_port_loses_nothing() {
-    let mut gateways = vec![Gateway::start(), Gateway::start(), Gateway::start()];
+    let mut gateways = [Gateway::start(), Gateway::start(), Gateway::start()];
     let addresses: Vec<SocketAddr> = gateways.iter().map(|g| g.address).collect();
     let keys: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
     let agent = agent(&addresses, "1s", "");
