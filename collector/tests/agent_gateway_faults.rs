@@ -137,8 +137,10 @@ exporters:
         tls: {{insecure: true}}
         compression: none
         timeout: {timeout}
-        # Short, so that a connection left dead by a blackhole is found
-        # within the test (the default pings after 30s).
+        # A connection left dead by a blackhole is only dropped when a
+        # keepalive ping goes unanswered. With the defaults (10s, no ping
+        # without a stream) none is ever sent: each attempt ends at
+        # `timeout` first, and the agent keeps the dead connection.
         keepalive: {{time: 1s, timeout: 1s, permit_without_stream: true}}
         retry_on_failure: {{initial_interval: 20ms, max_interval: 100ms, max_elapsed_time: 5s}}
 {top_level}
