@@ -2,10 +2,11 @@
 //! binaries (collectors, the eBPF agent) on loopback ports the OS picks,
 //! finds those ports in the JSON logs, talks plain HTTP/1.1 to them, and
 //! reads what the `file` exporter wrote. [`netns`] runs them in network
-//! namespaces.
+//! namespaces; [`fault_proxy`] breaks the TCP connections between them.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fault_proxy;
 pub mod faulty_sink;
 pub mod kube_api;
 pub mod netns;
