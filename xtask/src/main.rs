@@ -6,6 +6,7 @@
 //! - `cargo xtask loadgen -- ...` runs the load generator.
 //! - `cargo xtask bench` measures our agent against Rotel and a byte-relay floor (see bench.rs).
 //! - `cargo xtask fuzz [--seconds N]` runs the fuzz targets of `fuzz/` (see fuzz.rs).
+//! - `cargo xtask soak [--minutes N]` runs the plane under steady load for a long time (see soak.rs).
 //! - `cargo xtask env` prints the `OLLY_*` variables that the tests read, as shell exports.
 //!
 //! This crate uses std, clap, anyhow and serde_yaml_ng (the bench adapts a
@@ -20,6 +21,7 @@ mod dist;
 mod fuzz;
 mod paths;
 mod setup;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -76,6 +78,11 @@ enum Command {
     /// Run every fuzz target (fuzz/, cargo fuzz on the probe's nightly) for
     /// `--seconds` each from its committed seeds; CI runs it for 20 s each.
     Fuzz(fuzz::FuzzArgs),
+    /// Agent -> 3 gateways -> sink with the original chart's configs under
+    /// steady load for `--minutes`, a gateway rotated every few minutes:
+    /// RSS and throughput each minute, a ledger of every item at the end
+    /// (root; writes target/soak/soak.json and soak.svg). Not part of `ci`.
+    Soak(soak::SoakArgs),
     /// Print `export OLLY_...=...` lines for the tools the tests use
     /// (use as `eval "$(cargo xtask env)"`).
     Env,
@@ -106,6 +113,7 @@ fn main() -> ExitCode {
         }
         Command::Dist(args) => dist::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::Soak(args) => soak::run(args),
         Command::E2e => {
             let mut command = cmd::cargo();
             command

@@ -128,8 +128,11 @@ fn main() -> Result<()> {
     )?;
     let sink_stats: SocketAddr = format!("{RECEIVER_IP}:9999").parse()?;
     let opamp = Process::spawn(
-        ns.command(args.bin.join("opamp-test-server"))
-            .args(["--ws", &format!("{OPAMP_IP}:4320"), "--observe"]),
+        ns.command(args.bin.join("opamp-test-server")).args([
+            "--ws",
+            &format!("{OPAMP_IP}:4320"),
+            "--observe",
+        ]),
         "opamp-test-server",
     )?;
     let mut gateways: Vec<Gateway> = GATEWAYS
@@ -169,7 +172,10 @@ fn main() -> Result<()> {
             .args(["--rate", &rate.to_string()])
             .args(["--duration", &format!("{}s", duration.as_secs())])
             .args(["--items-per-request", "50", "--concurrency", "2", "--json"])
-            .args(["--services", "ollyscale-api,ollyscale-web,demo-shop,billing"])
+            .args([
+                "--services",
+                "ollyscale-api,ollyscale-web,demo-shop,billing",
+            ])
             .args(["--error-ratio", "0.05", "--unique"])
             .stdout(Stdio::piped());
         loadgens.push((signal, Process::spawn(&mut command, "otel-loadgen")?));
@@ -263,8 +269,8 @@ fn main() -> Result<()> {
     let mut acknowledged = BTreeMap::new();
     for (signal, process) in loadgens {
         let output = process.wait_output()?;
-        let summary: serde_json::Value = serde_json::from_slice(&output)
-            .with_context(|| format!("loadgen {signal} summary"))?;
+        let summary: serde_json::Value =
+            serde_json::from_slice(&output).with_context(|| format!("loadgen {signal} summary"))?;
         acknowledged.insert(signal.to_string(), summary);
     }
     ledger.agent = settle(&agent, &ns, "the agent")?;
@@ -274,6 +280,11 @@ fn main() -> Result<()> {
     ledger.sink = sink_json(&ns, sink_stats)?;
     drop(opamp);
 
+    // The final self-metrics as they were read, for a second look.
+    std::fs::write(args.out.join("agent.prom"), &ledger.agent)?;
+    for (i, text) in ledger.gateways.iter().enumerate() {
+        std::fs::write(args.out.join(format!("gateway-{i}.prom")), text)?;
+    }
     let report = ledger.report(&acknowledged);
     println!("{}", report.text);
     let json = serde_json::json!({
@@ -289,7 +300,10 @@ fn main() -> Result<()> {
         args.out.join("soak.json"),
         serde_json::to_string_pretty(&json)?,
     )?;
-    std::fs::write(args.out.join("soak.svg"), plot(&samples, args.restart_every))?;
+    std::fs::write(
+        args.out.join("soak.svg"),
+        plot(&samples, args.restart_every),
+    )?;
     println!(
         "soak: decision latency past decision_wait p50 {} ms, p99 {} ms; {} rotations; results in {}",
         fmt_ms(ledger.latency_quantile(0.5)),
@@ -468,8 +482,15 @@ fn held(text: &str) -> Option<String> {
 
 /// Items an exporter gave up on or could not queue.
 fn exporter_failures(text: &str, suffix: &str) -> f64 {
-    m(text, &format!("otelcol_exporter_send_failed_{suffix}_total"), &[])
-        + m(text, &format!("otelcol_exporter_enqueue_failed_{suffix}_total"), &[])
+    m(
+        text,
+        &format!("otelcol_exporter_send_failed_{suffix}_total"),
+        &[],
+    ) + m(
+        text,
+        &format!("otelcol_exporter_enqueue_failed_{suffix}_total"),
+        &[],
+    )
 }
 
 /// Items a settled collector lost and counted: exporter failures and
@@ -596,7 +617,8 @@ impl Ledger {
                 &[],
             );
             let agent_failed = counted_losses(&self.agent, signal, suffix);
-            let gw_accepted = self.gateways_sum(&format!("otelcol_receiver_accepted_{suffix}_total"), &[]);
+            let gw_accepted =
+                self.gateways_sum(&format!("otelcol_receiver_accepted_{suffix}_total"), &[]);
             let sampled_out: f64 = self.gateways.iter().map(|t| sampled_out(t, signal)).sum();
             let gw_failed: f64 = self
                 .gateways
@@ -646,9 +668,13 @@ impl Ledger {
                 else {
                     continue;
                 };
+                // Bounds are ms; `+Inf` (which Rust parses as infinity) is
+                // the total.
                 match le.parse::<f64>() {
-                    Ok(bound) => *buckets.entry((bound * 1000.0) as u64).or_default() += count,
-                    Err(_) => infinite += count,
+                    Ok(bound) if bound.is_finite() => {
+                        *buckets.entry((bound * 1000.0) as u64).or_default() += count;
+                    }
+                    _ => infinite += count,
                 }
             }
         }
@@ -662,6 +688,9 @@ impl Ledger {
             .map(|(bound, _)| *bound as f64 / 1000.0)
     }
 }
+
+/// A named line of (minute, value) points.
+type Series = (String, Vec<(f64, f64)>);
 
 /// An SVG of RSS per process (top) and delivered spans/s (bottom) over the
 /// minutes, with the gateway rotations marked.
@@ -684,7 +713,7 @@ fn plot(samples: &[Sample], restart_every: f64) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let panels: [(&str, f64, Vec<(String, Vec<(f64, f64)>)>); 2] = [
+    let panels: [(&str, f64, Vec<Series>); 2] = [
         ("RSS (MiB)", TOP, {
             let names: Vec<String> = samples
                 .first()
@@ -785,4 +814,49 @@ fn plot(samples: &[Sample], restart_every: f64) -> String {
     );
     svg.push_str("</svg>\n");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_latency_quantiles_come_from_the_buckets_of_every_gateway() {
+        let name = "otelcol_processor_tail_sampling_sampling_decision_latency_bucket";
+        let gateway = |counts: [u32; 4]| {
+            format!(
+                "{name}{{processor=\"tail_sampling\",le=\"0\"}} {}\n\
+                 {name}{{processor=\"tail_sampling\",le=\"50\"}} {}\n\
+                 {name}{{processor=\"tail_sampling\",le=\"250\"}} {}\n\
+                 {name}{{processor=\"tail_sampling\",le=\"+Inf\"}} {}\n",
+                counts[0], counts[1], counts[2], counts[3]
+            )
+        };
+        let ledger = Ledger {
+            gateways: vec![gateway([50, 90, 99, 100]), gateway([50, 90, 100, 100])],
+            ..Ledger::default()
+        };
+        assert_eq!(ledger.latency_quantile(0.5), Some(0.0));
+        assert_eq!(ledger.latency_quantile(0.9), Some(50.0));
+        assert_eq!(ledger.latency_quantile(0.99), Some(250.0));
+        assert_eq!(Ledger::default().latency_quantile(0.99), None);
+    }
+
+    #[test]
+    fn a_collector_holding_batches_or_exports_is_not_settled() {
+        let settled = "otelcol_receiver_accepted_spans_total{receiver=\"otlp\"} 10\n\
+            otelcol_processor_incoming_items_total{processor=\"batch\",otel_signal=\"traces\"} 10\n\
+            otelcol_processor_outgoing_items_total{processor=\"batch\",otel_signal=\"traces\"} 10\n\
+            otelcol_exporter_sent_spans_total{exporter=\"otlp\"} 9\n\
+            otelcol_exporter_send_failed_spans_total{exporter=\"otlp\"} 1\n";
+        assert_eq!(held(settled), None);
+        assert_eq!(counted_losses(settled, "traces", "spans"), 1.0);
+        let exporting = settled.replace("} 9\n", "} 8\n");
+        assert!(held(&exporting).is_some_and(|h| h.contains("being exported")));
+        let batching = settled.replace(
+            "outgoing_items_total{processor=\"batch\",otel_signal=\"traces\"} 10",
+            "outgoing_items_total{processor=\"batch\",otel_signal=\"traces\"} 7",
+        );
+        assert!(held(&batching).is_some_and(|h| h.contains("in batches")));
+    }
 }
