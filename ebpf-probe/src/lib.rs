@@ -38,10 +38,41 @@ pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Value in [`MAP_PIDS`] for a process whose sockets are traced.
 pub const PID_SELECTED: u32 = 1;
 
+/// Which syscalls the programs handle, and how: syscall number -> a
+/// [`EventKind`] value (accept, connect, close, read, write) or'd with a
+/// `BUF_*` value shifted by [`SYSCALL_BUFFER_SHIFT`]; 0 for the rest
+/// (`Array<u32>` of [`SYSCALLS_LEN`] entries). The agent fills it for the
+/// machine's architecture, so the programs need no syscall table of their
+/// own.
+pub const MAP_SYSCALLS: &str = "SYSCALLS";
+/// Entries of [`MAP_SYSCALLS`]: above every syscall number it holds.
+pub const SYSCALLS_LEN: u32 = 512;
+/// Where the buffer kind sits in a [`MAP_SYSCALLS`] value.
+pub const SYSCALL_BUFFER_SHIFT: u32 = 8;
+/// The syscall's second argument points at the bytes.
+pub const BUF_PLAIN: u32 = 0;
+/// It points at a `struct iovec` array.
+pub const BUF_IOVEC: u32 = 1;
+/// It points at a `struct msghdr`.
+pub const BUF_MSGHDR: u32 = 2;
+/// It points at a `struct sockaddr` (accept, connect).
+pub const BUF_SOCKADDR: u32 = 3;
+/// The bytes come from a file (`sendfile`): counted, nothing to copy.
+pub const BUF_NONE: u32 = 4;
+
 /// [`MAP_CONFIG`] index: bytes to capture per syscall (clamped to [`MAX_CAPTURE`]).
 pub const CONFIG_CAPTURE_BYTES: u32 = 0;
+/// [`MAP_CONFIG`] index: offset in `struct pt_regs` of the register holding
+/// a syscall's first argument (architecture-specific; the agent sets it).
+pub const CONFIG_REGS_ARG0: u32 = 1;
+/// [`MAP_CONFIG`] index: the same for the second argument.
+pub const CONFIG_REGS_ARG1: u32 = 2;
+/// [`MAP_CONFIG`] index: offset in `struct pt_regs` of the syscall number
+/// as it entered (`orig_ax` on x86-64, `syscallno` on arm64), which the exit
+/// reads.
+pub const CONFIG_REGS_NR: u32 = 3;
 /// Number of [`MAP_CONFIG`] entries.
-pub const CONFIG_LEN: u32 = 1;
+pub const CONFIG_LEN: u32 = 4;
 
 /// Events dropped because the ring buffer was full.
 pub const COUNTER_RINGBUF_FULL: u32 = 0;

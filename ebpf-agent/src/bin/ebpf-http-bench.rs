@@ -5,6 +5,7 @@
 //! ```text
 //! ebpf-http-bench serve --listen 127.0.0.1:8080
 //! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --duration 10s --connections 8
+//! ebpf-http-bench syscalls --count 2000000
 //! ```
 //!
 //! The server answers `/status/<code>` with that code, `/chunked` in three
@@ -14,6 +15,13 @@
 //! (requests are due on a schedule, so a slow answer does not lower the
 //! rate it tries) and prints one JSON line: requests sent, answered 2xx,
 //! failed, and the latency percentiles in microseconds.
+//!
+//! `syscalls` measures what a process pays per syscall: one-byte reads
+//! from /dev/zero and writes to /dev/null (as `dd bs=1`), `--count` pairs,
+//! five rounds; it prints the CPU time (user + system, from getrusage) per
+//! syscall of the fastest round, in ns, as one JSON line. Run with and
+//! without the agent, the difference is the node tax: what the probes cost
+//! a process they do not trace.
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -60,10 +68,21 @@ enum Command {
         #[arg(long, default_value_t = 8)]
         connections: u64,
     },
+    /// Measure the CPU cost of a read/write syscall pair of this process.
+    Syscalls {
+        /// read+write pairs per round.
+        #[arg(long, default_value_t = 2_000_000)]
+        count: u64,
+    },
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Command::Syscalls { count } = args.command {
+        let ns = syscall_cost(count)?;
+        println!("{{\"ns_per_syscall\":{ns:.1},\"count\":{count}}}");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,7 +105,48 @@ fn main() -> Result<()> {
             println!("{report}");
             Ok(())
         }
+        Command::Syscalls { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+/// CPU time this process has used (user + system), in ns.
+fn cpu_ns() -> Result<u128> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the struct we pass.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getrusage");
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised.
+    let usage = unsafe { usage.assume_init() };
+    let ns = |t: libc::timeval| t.tv_sec as u128 * 1_000_000_000 + t.tv_usec as u128 * 1_000;
+    Ok(ns(usage.ru_utime) + ns(usage.ru_stime))
+}
+
+/// The fastest of five rounds of `count` one-byte read+write pairs, in CPU
+/// ns per syscall. CPU time, not wall time, so a busy machine slows it less.
+fn syscall_cost(count: u64) -> Result<f64> {
+    use std::io::{Read, Write};
+    if count == 0 {
+        bail!("--count must be > 0");
+    }
+    let mut zero = std::fs::File::open("/dev/zero").context("/dev/zero")?;
+    let mut null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .context("/dev/null")?;
+    let mut byte = [0u8; 1];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let before = cpu_ns()?;
+        for _ in 0..count {
+            zero.read_exact(&mut byte)?;
+            null.write_all(&byte)?;
+        }
+        let spent = (cpu_ns()? - before) as f64;
+        best = best.min(spent / (2 * count) as f64);
+    }
+    Ok(best)
 }
 
 type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;

@@ -1,15 +1,23 @@
-//! Loads the probe object built by build.rs, attaches every program to its
-//! syscall tracepoint, and keeps the maps the agent writes and reads.
+//! Loads the probe object built by build.rs, tells the programs which
+//! syscalls to handle and where their arguments are, attaches them to the
+//! `sys_enter`/`sys_exit` raw tracepoints, and keeps the maps the agent
+//! writes and reads.
 
+use super::syscalls::{HANDLED, REGISTERS};
 use super::{ProbeError, preflight};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use ebpf_probe::{
-    CONFIG_CAPTURE_BYTES, COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
-    COUNTER_RINGBUF_FULL, MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PIDS, MAX_CAPTURE,
+    CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR,
+    COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL,
+    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PIDS, MAP_SYSCALLS, MAX_CAPTURE,
     PENDING_VALUE_SIZE, PID_SELECTED,
 };
+
+/// The programs, as named in the probe object and as the raw tracepoints
+/// they attach to.
+pub(crate) const PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
 
 /// The BPF object (`ebpf-probe`'s programs for bpfel-unknown-none).
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probe"));
@@ -59,6 +67,10 @@ where
 #[error("not in the probe object")]
 struct MissingMap;
 
+#[derive(Debug, thiserror::Error)]
+#[error("unsupported architecture")]
+struct UnsupportedArchitecture;
+
 impl Probe {
     /// Checks the machine, loads the programs and attaches them. Returns the
     /// probe and the ring buffer its events arrive on.
@@ -74,15 +86,47 @@ impl Probe {
                 )
             })?;
 
+        let registers = REGISTERS.ok_or_else(|| {
+            ProbeError::load(
+                "the probes know the syscall registers of x86-64 and arm64 only",
+                UnsupportedArchitecture,
+            )
+        })?;
         let mut config: Array<MapData, u32> = take(&mut ebpf, MAP_CONFIG)?;
         let capture = settings.capture_bytes.min(MAX_CAPTURE as u32);
-        config
-            .set(CONFIG_CAPTURE_BYTES, capture, 0)
-            .map_err(|e| ProbeError::load("setting the capture size", e))?;
+        for (index, value, what) in [
+            (CONFIG_CAPTURE_BYTES, capture, "the capture size"),
+            (
+                CONFIG_REGS_ARG0,
+                registers.arg0,
+                "the first argument's register",
+            ),
+            (
+                CONFIG_REGS_ARG1,
+                registers.arg1,
+                "the second argument's register",
+            ),
+            (
+                CONFIG_REGS_NR,
+                registers.nr,
+                "the syscall number's register",
+            ),
+        ] {
+            config
+                .set(index, value, 0)
+                .map_err(|e| ProbeError::load(format!("setting {what}"), e))?;
+        }
+        let mut syscalls: Array<MapData, u32> = take(&mut ebpf, MAP_SYSCALLS)?;
+        for handled in HANDLED {
+            syscalls
+                .set(handled.nr, handled.value(), 0)
+                .map_err(|e| ProbeError::load(format!("handling syscall {}", handled.nr), e))?;
+        }
 
-        let names: Vec<String> = ebpf.programs().map(|(name, _)| name.to_string()).collect();
-        for name in &names {
-            let program: &mut TracePoint = ebpf
+        // The exit program first, so no enter is remembered that no exit
+        // takes back.
+        for name in PROGRAMS.into_iter().rev() {
+            let program: &mut RawTracePoint = ebpf
                 .program_mut(name)
                 .ok_or_else(|| ProbeError::load(format!("program {name}"), MissingMap))?
                 .try_into()
@@ -90,11 +134,11 @@ impl Probe {
             program
                 .load()
                 .map_err(|e| ProbeError::load(format!("verifying program {name}"), e))?;
-            program
-                .attach("syscalls", name)
-                .map_err(|e| ProbeError::load(format!("attaching {name} to syscalls:{name}"), e))?;
+            program.attach(name).map_err(|e| {
+                ProbeError::load(format!("attaching {name} to the raw tracepoint {name}"), e)
+            })?;
         }
-        tracing::debug!(programs = names.len(), capture, "probes attached");
+        tracing::debug!(programs = PROGRAMS.len(), capture, "probes attached");
 
         let ring = take(&mut ebpf, MAP_EVENTS)?;
         let pids = take(&mut ebpf, MAP_PIDS)?;
@@ -143,20 +187,25 @@ impl Probe {
         stale.len()
     }
 
-    /// What the kernel measured of the programs, summed over them: run time
-    /// in nanoseconds and runs. Both stay 0 unless
+    /// What the kernel measured of each program, in the order of
+    /// [`PROGRAMS`]: run time in nanoseconds and runs. Both stay 0 unless
     /// `kernel.bpf_stats_enabled` is 1 (off by default: the kernel then
     /// skips the clock reads).
-    pub(crate) fn run_stats(&self) -> (u64, u64) {
-        self.ebpf
-            .programs()
-            .filter_map(|(_, program)| program.info().ok())
-            .fold((0, 0), |(time, runs), info| {
-                (
-                    time + u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
-                    runs + info.run_count(),
-                )
+    pub(crate) fn run_stats(&self) -> Vec<(u64, u64)> {
+        PROGRAMS
+            .iter()
+            .map(|name| {
+                self.ebpf
+                    .program(name)
+                    .and_then(|program| program.info().ok())
+                    .map_or((0, 0), |info| {
+                        (
+                            u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                            info.run_count(),
+                        )
+                    })
             })
+            .collect()
     }
 
     /// The programs' loss counters, summed over CPUs.

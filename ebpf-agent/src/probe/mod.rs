@@ -3,9 +3,10 @@
 
 mod loader;
 mod preflight;
+mod syscalls;
 mod tracefs;
 
-pub(crate) use loader::{Counters, Probe, ProbeSettings};
+pub(crate) use loader::{Counters, PROGRAMS, Probe, ProbeSettings};
 pub(crate) use preflight::preflight;
 
 /// Why the probes cannot run here. Each says what to change.

@@ -92,7 +92,7 @@ impl Scanner {
     /// Rescans every interval until `stop` turns true.
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut last = Counters::default();
-        let mut last_stats = (0, 0);
+        let mut last_stats = vec![(0, 0); self.telemetry.probe_runs.len()];
         let mut scans: u64 = 0;
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -118,10 +118,14 @@ impl Scanner {
         self.mirror_counters(&mut last, now);
     }
 
-    fn mirror_run_stats(&self, last: &mut (u64, u64)) {
-        let (time, runs) = lock(&self.probe).run_stats();
-        follow(&self.telemetry.probe_run_time_ns, &mut last.0, time);
-        follow(&self.telemetry.probe_runs, &mut last.1, runs);
+    fn mirror_run_stats(&self, last: &mut [(u64, u64)]) {
+        let stats = lock(&self.probe).run_stats();
+        for (((time, runs), (time_counter, runs_counter)), last) in
+            stats.into_iter().zip(&self.telemetry.probe_runs).zip(last)
+        {
+            follow(time_counter, &mut last.0, time);
+            follow(runs_counter, &mut last.1, runs);
+        }
     }
 
     fn mirror_counters(&self, last: &mut Counters, now: Counters) {

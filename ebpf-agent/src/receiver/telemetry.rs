@@ -1,6 +1,7 @@
 //! The receiver's self-metrics. otelcol names where otelcol has the idea
 //! (accepted/refused items), `otelcol_ebpf_*` for what is ours.
 
+use crate::probe::PROGRAMS;
 use collector_core::observe::{Counter, Gauge, MetricsRegistry};
 
 /// Self-metric handles of one `ebpf` receiver.
@@ -27,9 +28,10 @@ pub(crate) struct Telemetry {
     pub(crate) connections_evicted: Counter,
     pub(crate) red_series_dropped: Counter,
     pub(crate) processes: Gauge,
-    /// The kernel's run statistics of the probes (with `bpf_stats_enabled`).
-    pub(crate) probe_run_time_ns: Counter,
-    pub(crate) probe_runs: Counter,
+    /// The kernel's run statistics of each probe program (with
+    /// `bpf_stats_enabled`), in the order of [`PROGRAMS`]: run time in ns
+    /// and runs.
+    pub(crate) probe_runs: Vec<(Counter, Counter)>,
 }
 
 impl Telemetry {
@@ -105,14 +107,24 @@ impl Telemetry {
                 "Processes currently instrumented.",
                 &[("receiver", receiver)],
             ),
-            probe_run_time_ns: ours(
-                "otelcol_ebpf_probe_run_time_ns",
-                "Nanoseconds the probes ran in the kernel (0 unless kernel.bpf_stats_enabled=1).",
-            ),
-            probe_runs: ours(
-                "otelcol_ebpf_probe_runs",
-                "Runs of the probes (0 unless kernel.bpf_stats_enabled=1).",
-            ),
+            probe_runs: PROGRAMS
+                .iter()
+                .map(|program| {
+                    let labels = [("receiver", receiver), ("program", program)];
+                    (
+                        registry.counter(
+                            "otelcol_ebpf_probe_run_time_ns",
+                            "Nanoseconds the probes ran in the kernel, by program (0 unless kernel.bpf_stats_enabled=1).",
+                            &labels,
+                        ),
+                        registry.counter(
+                            "otelcol_ebpf_probe_runs",
+                            "Runs of the probes, by program (0 unless kernel.bpf_stats_enabled=1).",
+                            &labels,
+                        ),
+                    )
+                })
+                .collect(),
         }
     }
 }

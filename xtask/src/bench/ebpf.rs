@@ -2,8 +2,22 @@
 //! hyper server) on a loopback port, loaded by `ebpf-http-bench load` (8
 //! keep-alive connections, requests due on a fixed schedule) at each of
 //! [`RATES`] for `--duration`: first with no agent, then with `ebpf-agent`
-//! instrumenting the server and exporting its spans over OTLP/gRPC
-//! (`compression: none`) to the counting sink.
+//! selecting nothing (its port filter names a port no one listens on), then
+//! with `ebpf-agent` instrumenting the server and exporting its spans over
+//! OTLP/gRPC (`compression: none`) to the counting sink.
+//!
+//! Two costs, measured in the same run:
+//!
+//! - The **node tax**: what the probes cost a process they do not trace.
+//!   `ebpf-http-bench syscalls` (one-byte reads and writes, as `dd bs=1`)
+//!   reports its CPU ns per syscall with no agent, with the agent selecting
+//!   nothing and with the agent selecting the server (another process).
+//!   Target: under [`TARGET_NODE_TAX_NS`] added.
+//! - The **per-request cost** on the selected server: the probes' kernel
+//!   time during a step with the server selected minus the same step with
+//!   nothing selected (the filter's cost on every process's syscalls, load
+//!   client included, is in both), per request. Targets:
+//!   [`TARGET_REQUEST_NS`].
 //!
 //! `kernel.bpf_stats_enabled` is set to 1 for the run (and restored), so the
 //! kernel measures the probes; the agent exports those figures as
@@ -33,6 +47,14 @@ use super::{Bench, START_TIMEOUT, with_fresh_ports};
 
 /// Request rates measured, per second.
 pub(crate) const RATES: [u64; 3] = [1_000, 5_000, 20_000];
+/// Node tax target: ns added to each syscall of an unselected process.
+const TARGET_NODE_TAX_NS: f64 = 40.0;
+/// Per-request probe time targets, ns, by rate.
+const TARGET_REQUEST_NS: [(u64, f64); 2] = [(1_000, 600.0), (20_000, 300.0)];
+/// Added p99 latency target at 5,000 requests/s, µs.
+const TARGET_ADDED_P99_US: u64 = 50;
+/// Syscall pairs per round of the node-tax loop.
+const SYSCALL_PAIRS: u64 = 1_000_000;
 /// Connections of the load client.
 const CONNECTIONS: u64 = 8;
 /// How long the agent may take to export a step's last spans.
@@ -81,12 +103,29 @@ impl Load {
     }
 }
 
+/// CPU ns per syscall of `ebpf-http-bench syscalls`, in three settings.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct NodeTax {
+    no_agent: f64,
+    nothing_selected: f64,
+    other_selected: f64,
+}
+
+impl NodeTax {
+    fn added(&self) -> f64 {
+        self.nothing_selected.max(self.other_selected) - self.no_agent
+    }
+}
+
 /// One rate, without and with the agent.
 #[derive(Clone, Debug)]
 pub(crate) struct Step {
     rate: u64,
     plain: Load,
     traced: Load,
+    /// Probe kernel time and runs in the same step with nothing selected.
+    unselected_probe_ns: u64,
+    unselected_probe_runs: u64,
     agent_cpu_seconds: f64,
     rss: u64,
     peak_rss: u64,
@@ -97,8 +136,14 @@ pub(crate) struct Step {
 }
 
 impl Step {
+    /// All probe time during the step, every process's syscalls, per request.
     fn probe_ns_per_request(&self) -> f64 {
         self.probe_ns as f64 / self.traced.ok.max(1) as f64
+    }
+
+    /// The probe time the selected server adds, per request.
+    fn attributable_ns_per_request(&self) -> f64 {
+        (self.probe_ns as f64 - self.unselected_probe_ns as f64) / self.traced.ok.max(1) as f64
     }
 
     fn cpu_per_million(&self) -> f64 {
@@ -109,7 +154,7 @@ impl Step {
 /// The section's outcome.
 #[derive(Debug)]
 pub(crate) struct EbpfResult {
-    steps: Result<Vec<Step>, String>,
+    steps: Result<(NodeTax, Vec<Step>), String>,
 }
 
 pub(crate) fn describe() -> String {
@@ -209,7 +254,9 @@ fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<
     Load::parse(text.lines().last().unwrap_or_default())
 }
 
-fn start_agent(bench: &Bench<'_>, port: u16) -> Result<Agent> {
+/// Starts the agent with `port` as its port filter; `expect_selected` says
+/// whether a process listens there.
+fn start_agent(bench: &Bench<'_>, port: u16, expect_selected: bool) -> Result<Agent> {
     let sink = bench.sink.grpc;
     with_fresh_ports("ebpf-agent", || {
         let metrics = free_address()?;
@@ -227,14 +274,19 @@ fn start_agent(bench: &Bench<'_>, port: u16) -> Result<Agent> {
         let selected = agent
             .scrape()?
             .sum("otelcol_ebpf_instrumented_processes", &[]);
-        if selected < 1.0 {
+        if expect_selected && selected < 1.0 {
             bail!("the agent did not select the server on port {port}");
+        }
+        if !expect_selected && selected > 0.0 {
+            bail!(
+                "the agent selected {selected} process(es) on port {port}, which no one should listen on"
+            );
         }
         Ok(agent)
     })
 }
 
-fn measure(bench: &mut Bench<'_>) -> Result<Vec<Step>> {
+fn measure(bench: &mut Bench<'_>) -> Result<(NodeTax, Vec<Step>)> {
     if !Path::new(&bench.layout.ebpf_agent).exists() {
         bail!("{} is missing", bench.layout.ebpf_agent.display());
     }
@@ -262,11 +314,39 @@ fn measure(bench: &mut Bench<'_>) -> Result<Vec<Step>> {
         )?);
     }
 
-    let mut agent = start_agent(bench, server_address.port())?;
+    let no_agent = syscall_cost(bench)?;
+
+    // Nothing selected: the filter's cost alone, on every process.
+    let unused = free_address()?.port();
+    let mut idle = start_agent(bench, unused, false)?;
+    let nothing_selected = syscall_cost(bench)?;
+    let mut unselected = Vec::new();
+    for rate in RATES {
+        eprintln!("bench: ebpf: {rate} requests/s, the agent selecting nothing");
+        let before = idle.scrape()?;
+        load(
+            bench,
+            &format!("ebpf-load-{rate}-unselected"),
+            server_address,
+            rate,
+        )?;
+        let after = next_run_stats(&mut idle)?;
+        let delta = |name: &str| (after.sum(name, &[]) - before.sum(name, &[])).max(0.0) as u64;
+        unselected.push((
+            delta("otelcol_ebpf_probe_run_time_ns"),
+            delta("otelcol_ebpf_probe_runs"),
+        ));
+    }
+    drop(idle);
+
+    let mut agent = start_agent(bench, server_address.port(), true)?;
+    let other_selected = syscall_cost(bench)?;
     let pid = agent.guard.pid();
     let ticks = clock_ticks_per_second();
     let mut steps = Vec::new();
-    for (rate, plain) in RATES.into_iter().zip(plain) {
+    for ((rate, plain), (unselected_ns, unselected_runs)) in
+        RATES.into_iter().zip(plain).zip(unselected)
+    {
         eprintln!("bench: ebpf: {rate} requests/s with the agent");
         let before = agent.scrape()?;
         let sink_before = bench.sink.counts()?;
@@ -286,22 +366,14 @@ fn measure(bench: &mut Bench<'_>) -> Result<Vec<Step>> {
             }
             pause()?;
         };
-        // The agent mirrors the kernel's counters once per scan interval:
-        // wait for the next update, so the step's last runs are in.
-        let runs = agent.scrape()?.sum("otelcol_ebpf_probe_runs", &[]);
-        let deadline = Instant::now() + SETTLE_LIMIT;
-        let after = loop {
-            let scrape = agent.scrape()?;
-            if scrape.sum("otelcol_ebpf_probe_runs", &[]) != runs || Instant::now() >= deadline {
-                break scrape;
-            }
-            pause()?;
-        };
+        let after = next_run_stats(&mut agent)?;
         let delta = |name: &str| (after.sum(name, &[]) - before.sum(name, &[])).max(0.0) as u64;
         steps.push(Step {
             rate,
             plain,
             traced,
+            unselected_probe_ns: unselected_ns,
+            unselected_probe_runs: unselected_runs,
             agent_cpu_seconds: cpu_ticks(pid)?.saturating_sub(cpu_before) as f64 / ticks,
             rss: rss_bytes(pid)?,
             peak_rss: peak_rss_bytes(pid)?,
@@ -311,7 +383,44 @@ fn measure(bench: &mut Bench<'_>) -> Result<Vec<Step>> {
             lost: delta("otelcol_ebpf_kernel_events_lost"),
         });
     }
-    Ok(steps)
+    let tax = NodeTax {
+        no_agent,
+        nothing_selected,
+        other_selected,
+    };
+    Ok((tax, steps))
+}
+
+/// The agent mirrors the kernel's run counters once per scan interval:
+/// waits for the next update, so a step's last runs are in.
+fn next_run_stats(agent: &mut Agent) -> Result<Scrape> {
+    let runs = agent.scrape()?.sum("otelcol_ebpf_probe_runs", &[]);
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    loop {
+        let scrape = agent.scrape()?;
+        if scrape.sum("otelcol_ebpf_probe_runs", &[]) != runs || Instant::now() >= deadline {
+            return Ok(scrape);
+        }
+        pause()?;
+    }
+}
+
+/// `ebpf-http-bench syscalls`: CPU ns per syscall of a process the agent
+/// does not trace.
+fn syscall_cost(bench: &Bench<'_>) -> Result<f64> {
+    let output = Command::new(&bench.layout.http_bench)
+        .args(["syscalls", "--count", &SYSCALL_PAIRS.to_string()])
+        .output()
+        .context("running ebpf-http-bench syscalls")?;
+    if !output.status.success() {
+        bail!(
+            "ebpf-http-bench syscalls failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    super::probe::json_number(&text, "ns_per_syscall")
+        .with_context(|| format!("no ns_per_syscall in {text:?}"))
 }
 
 /// Runs the section; a failure is reported in the results, not raised.
@@ -325,6 +434,10 @@ pub(crate) fn run(bench: &mut Bench<'_>) -> Result<EbpfResult> {
     Ok(EbpfResult { steps })
 }
 
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
 pub(crate) fn table(result: &EbpfResult) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\neBPF agent: {}", describe());
@@ -332,23 +445,34 @@ pub(crate) fn table(result: &EbpfResult) -> String {
         Err(e) => {
             let _ = writeln!(out, "  not measured: {e}");
         }
-        Ok(steps) => {
+        Ok((tax, steps)) => {
             let _ = writeln!(
                 out,
-                "| requests/s (done) | p50 / p99 without | p50 / p99 with agent | probe ns / request | agent CPU-s / M requests | agent RSS (peak) | spans / requests | kernel events lost |"
+                "node tax (CPU ns per read/write syscall of an untraced process): no agent {:.1}, agent selecting nothing {:.1} (+{:.1}), agent selecting another process {:.1} (+{:.1}); target under +{TARGET_NODE_TAX_NS:.0}: {}",
+                tax.no_agent,
+                tax.nothing_selected,
+                tax.nothing_selected - tax.no_agent,
+                tax.other_selected,
+                tax.other_selected - tax.no_agent,
+                verdict(tax.added() < TARGET_NODE_TAX_NS),
+            );
+            let _ = writeln!(
+                out,
+                "| requests/s (done) | p50 / p99 without | p50 / p99 with agent | probe ns / request: server's (all processes', runs) | agent CPU-s / M requests | agent RSS (peak) | spans / requests | kernel events lost |"
             );
             let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- | --- |");
             for s in steps {
                 let done = s.traced.ok as f64 / s.traced.seconds;
                 let _ = writeln!(
                     out,
-                    "| {} ({:.0}) | {} / {} µs | {} / {} µs | {:.0} ({:.1} runs) | {:.2} | {:.1} MiB ({:.1}) | {} / {} | {} |",
+                    "| {} ({:.0}) | {} / {} µs | {} / {} µs | {:.0} ({:.0}, {:.1} runs) | {:.2} | {:.1} MiB ({:.1}) | {} / {} | {} |",
                     s.rate,
                     done,
                     s.plain.p50_us,
                     s.plain.p99_us,
                     s.traced.p50_us,
                     s.traced.p99_us,
+                    s.attributable_ns_per_request(),
                     s.probe_ns_per_request(),
                     s.probe_runs as f64 / s.traced.ok.max(1) as f64,
                     s.cpu_per_million(),
@@ -357,6 +481,32 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     s.spans,
                     s.traced.ok,
                     s.lost,
+                );
+            }
+            for (rate, target) in TARGET_REQUEST_NS {
+                if let Some(s) = steps.iter().find(|s| s.rate == rate) {
+                    let ns = s.attributable_ns_per_request();
+                    let _ = writeln!(
+                        out,
+                        "probe time the server adds per request at {rate}/s: {ns:.0} ns (target under {target:.0}): {}",
+                        verdict(ns < target)
+                    );
+                }
+            }
+            if let Some(s) = steps.iter().find(|s| s.rate == 5_000) {
+                let added = s.traced.p99_us.saturating_sub(s.plain.p99_us);
+                let _ = writeln!(
+                    out,
+                    "p99 latency added at 5000/s: {added} µs (target under {TARGET_ADDED_P99_US}): {}",
+                    verdict(added < TARGET_ADDED_P99_US)
+                );
+            }
+            if let Some(s) = steps.iter().find(|s| s.rate == 20_000) {
+                let mib = s.rss as f64 / (1 << 20) as f64;
+                let _ = writeln!(
+                    out,
+                    "agent RSS at 20000/s: {mib:.1} MiB (target under 40): {}",
+                    verdict(mib < 40.0)
                 );
             }
         }
@@ -370,9 +520,20 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
             ("status", Json::Str("failed".into())),
             ("error", Json::Str(e.clone())),
         ]),
-        Ok(steps) => Json::Object(vec![
+        Ok((tax, steps)) => Json::Object(vec![
             ("status", Json::Str("measured".into())),
             ("description", Json::Str(describe())),
+            (
+                "node_tax_ns_per_syscall",
+                Json::Object(vec![
+                    ("no_agent", Json::float(tax.no_agent)),
+                    ("agent_selecting_nothing", Json::float(tax.nothing_selected)),
+                    (
+                        "agent_selecting_another_process",
+                        Json::float(tax.other_selected),
+                    ),
+                ]),
+            ),
             (
                 "steps",
                 Json::Array(
@@ -387,6 +548,11 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
                                     "probe_ns_per_request",
                                     Json::float(s.probe_ns_per_request()),
                                 ),
+                                (
+                                    "server_probe_ns_per_request",
+                                    Json::float(s.attributable_ns_per_request()),
+                                ),
+                                ("unselected_probe_runs", Json::Int(s.unselected_probe_runs)),
                                 ("probe_runs", Json::Int(s.probe_runs)),
                                 (
                                     "agent_cpu_seconds_per_million",
