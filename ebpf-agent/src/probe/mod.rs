@@ -4,7 +4,6 @@
 mod loader;
 mod preflight;
 mod syscalls;
-mod tracefs;
 
 pub(crate) use loader::{Counters, PROGRAMS, Probe, ProbeSettings};
 pub(crate) use preflight::preflight;
@@ -20,11 +19,6 @@ pub(crate) enum ProbeError {
         /// Space-separated `CAP_*` names.
         missing: String,
     },
-    /// tracefs is not mounted and mounting it failed.
-    #[error(
-        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}); mount it (`mount -t tracefs nodev /sys/kernel/tracing`) or mount the host's /sys/kernel/tracing into the container"
-    )]
-    Tracefs(std::io::Error),
     /// No BTF: the kernel is too old or built without it.
     #[error(
         "the kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing); the agent needs Linux 5.8+ built with CONFIG_DEBUG_INFO_BTF"

@@ -2,7 +2,6 @@
 //! kernel feature is one clear message instead of an aya error.
 
 use super::ProbeError;
-use super::tracefs;
 use std::path::Path;
 
 /// Capability numbers from linux/capability.h.
@@ -25,7 +24,7 @@ const NEEDS: &[Need] = &[
         name: "CAP_BPF",
         any_of: &[CAP_BPF, CAP_SYS_ADMIN],
     },
-    // Attaching tracepoints (perf events).
+    // Loading tracing programs and attaching raw tracepoints.
     Need {
         name: "CAP_PERFMON",
         any_of: &[CAP_PERFMON, CAP_SYS_ADMIN],
@@ -63,18 +62,13 @@ fn missing(effective: u64) -> Vec<&'static str> {
         .collect()
 }
 
-/// Checks privileges, tracefs (mounting it when absent) and BTF.
+/// Checks privileges and BTF. (Raw tracepoints attach without tracefs.)
 pub(crate) fn preflight() -> Result<(), ProbeError> {
     let missing = missing(effective_capabilities());
     if !missing.is_empty() {
         return Err(ProbeError::Capabilities {
             missing: missing.join(" "),
         });
-    }
-    match tracefs::ensure_mounted() {
-        Ok(true) => tracing::info!("mounted tracefs at /sys/kernel/tracing"),
-        Ok(false) => {}
-        Err(e) => return Err(ProbeError::Tracefs(e)),
     }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(ProbeError::NoBtf);
