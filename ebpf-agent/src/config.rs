@@ -40,6 +40,15 @@ pub(crate) struct EbpfReceiverConfig {
     pub(crate) scan_interval: Duration,
     /// Ring buffer between the probes and the agent, MiB (power of two).
     pub(crate) ring_buffer_size_mib: u32,
+    /// Fill of the ring buffer, KiB, at which the probes wake the agent.
+    /// Below it the agent reads the ring every `ring_buffer_poll_interval`:
+    /// a wake-up per event would cost more than the probe itself at modest
+    /// rates. 0 wakes the agent on every event (and disables polling).
+    pub(crate) ring_buffer_wakeup_kib: u32,
+    /// How often the agent reads the ring buffer when the probes have not
+    /// woken it; bounds how long an event waits in the ring.
+    #[serde(with = "collector_core::config::duration")]
+    pub(crate) ring_buffer_poll_interval: Duration,
     /// Spans waiting for the pipeline; beyond it new spans are dropped and
     /// counted.
     pub(crate) queue_size: usize,
@@ -89,6 +98,8 @@ impl Default for EbpfReceiverConfig {
             service_name: None,
             scan_interval: Duration::from_secs(1),
             ring_buffer_size_mib: 4,
+            ring_buffer_wakeup_kib: 256,
+            ring_buffer_poll_interval: Duration::from_millis(50),
             queue_size: 65_536,
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(60),
@@ -154,6 +165,24 @@ impl EbpfReceiverConfig {
                 "must be a power of two, at most 1024",
             ));
         }
+        // Waking at half the ring or later leaves the probes too little room
+        // for the events written while the agent gets going.
+        if u64::from(self.ring_buffer_wakeup_kib) * 2 > u64::from(self.ring_buffer_size_mib) * 1024
+        {
+            return Err(ConfigError::new(
+                "ring_buffer_wakeup_kib",
+                format!(
+                    "must be at most half the ring buffer ({} KiB)",
+                    self.ring_buffer_size_mib * 512
+                ),
+            ));
+        }
+        if self.ring_buffer_wakeup_kib > 0 && self.ring_buffer_poll_interval.is_zero() {
+            return Err(ConfigError::new(
+                "ring_buffer_poll_interval",
+                "must be positive when ring_buffer_wakeup_kib is set",
+            ));
+        }
         if self.scan_interval.is_zero() {
             return Err(ConfigError::new("scan_interval", "must be positive"));
         }
@@ -196,5 +225,38 @@ impl EbpfReceiverConfig {
                 .or_else(|| env("OTEL_EBPF_SERVICE_NAME")),
             kube_node,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> EbpfReceiverConfig {
+        serde_yaml_ng::from_str(yaml).expect("config parses")
+    }
+
+    #[test]
+    fn the_ring_buffer_wake_up_defaults_to_a_quarter_mib_and_polling() {
+        let c = config("open_ports: '8080'");
+        assert_eq!(c.ring_buffer_wakeup_kib, 256);
+        assert_eq!(c.ring_buffer_poll_interval, Duration::from_millis(50));
+        assert!(c.resolve().is_ok());
+    }
+
+    #[test]
+    fn a_wake_up_past_half_the_ring_or_without_polling_is_refused() {
+        let past_half =
+            config("open_ports: '8080'\nring_buffer_size_mib: 1\nring_buffer_wakeup_kib: 600");
+        let error = past_half.resolve().expect_err("past half").to_string();
+        assert!(error.contains("ring_buffer_wakeup_kib"), "{error}");
+        let no_poll =
+            config("open_ports: '8080'\nring_buffer_wakeup_kib: 64\nring_buffer_poll_interval: 0s");
+        let error = no_poll.resolve().expect_err("no polling").to_string();
+        assert!(error.contains("ring_buffer_poll_interval"), "{error}");
+        // Waking on every event needs no polling.
+        let every_event =
+            config("open_ports: '8080'\nring_buffer_wakeup_kib: 0\nring_buffer_poll_interval: 0s");
+        assert!(every_event.resolve().is_ok());
     }
 }

@@ -71,8 +71,14 @@ pub const CONFIG_REGS_ARG1: u32 = 2;
 /// as it entered (`orig_ax` on x86-64, `syscallno` on arm64), which the exit
 /// reads.
 pub const CONFIG_REGS_NR: u32 = 3;
+/// [`MAP_CONFIG`] index: bytes waiting in the ring buffer before a program
+/// wakes the agent. 0 wakes it on every event (the kernel's default, one
+/// interrupt per event when the agent keeps up); otherwise the programs
+/// never wake it below this fill and the agent polls on a timer instead,
+/// which takes the wake-up's cost out of every traced syscall.
+pub const CONFIG_WAKEUP_BYTES: u32 = 4;
 /// Number of [`MAP_CONFIG`] entries.
-pub const CONFIG_LEN: u32 = 4;
+pub const CONFIG_LEN: u32 = 5;
 
 /// Events dropped because the ring buffer was full.
 pub const COUNTER_RINGBUF_FULL: u32 = 0;

@@ -26,9 +26,10 @@ use core::ffi::c_void;
 use core::mem::size_of;
 use ebpf_probe::{
     AF_INET, AF_INET6, BUF_IOVEC, BUF_MSGHDR, BUF_PLAIN, CONFIG_CAPTURE_BYTES, CONFIG_LEN,
-    CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, COUNTER_CONN_TABLE_FULL, COUNTER_LEN,
-    COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL, ConnEvent, DataEvent,
-    EventHeader, EventKind, MAX_CAPTURE, Role, SYSCALL_BUFFER_SHIFT, SYSCALLS_LEN,
+    CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
+    COUNTER_CONN_TABLE_FULL, COUNTER_LEN, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
+    COUNTER_RINGBUF_FULL, ConnEvent, DataEvent, EventHeader, EventKind, MAX_CAPTURE, Role,
+    SYSCALL_BUFFER_SHIFT, SYSCALLS_LEN,
 };
 
 #[unsafe(link_section = "license")]
@@ -156,6 +157,26 @@ fn register(regs: u64, offset: u64) -> u64 {
         )
     };
     if rc == 0 { value } else { 0 }
+}
+
+/// `bpf_ringbuf_query` flag: bytes not yet consumed.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+/// `bpf_ringbuf_output` flags.
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+
+/// Flags for writing an event: wake the agent only once the ring holds
+/// `CONFIG_WAKEUP_BYTES` (see there); 0 leaves it to the kernel.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let threshold = config(CONFIG_WAKEUP_BYTES);
+    if threshold == 0 {
+        0
+    } else if EVENTS.query(BPF_RB_AVAIL_DATA) >= threshold {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    }
 }
 
 #[inline(always)]
@@ -287,7 +308,7 @@ fn follow(kind: EventKind, id: u64, fd: u32, pending: &Pending, role: Role) {
         count(COUNTER_CONN_TABLE_FULL);
         return;
     }
-    if EVENTS.output::<ConnEvent>(&event, 0).is_err() {
+    if EVENTS.output::<ConnEvent>(&event, wakeup_flags()).is_err() {
         count(COUNTER_RINGBUF_FULL);
     }
 }
@@ -375,7 +396,7 @@ fn exit_data(id: u64, pending: &Pending, transferred: i64, kind: EventKind) {
     let len = size_of::<DataEvent>() + captured as usize;
     let bytes =
         unsafe { core::slice::from_raw_parts((scratch as *const DataScratch).cast::<u8>(), len) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+    if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
         count(COUNTER_RINGBUF_FULL);
     }
 }
@@ -391,7 +412,10 @@ fn close(id: u64, tgid: u32, fd: u32) {
     let conn = unsafe { *conn };
     let _ = CONNS.remove(&key);
     let event = header(EventKind::Close, id, fd, &conn, now());
-    if EVENTS.output::<EventHeader>(&event, 0).is_err() {
+    if EVENTS
+        .output::<EventHeader>(&event, wakeup_flags())
+        .is_err()
+    {
         count(COUNTER_RINGBUF_FULL);
     }
 }

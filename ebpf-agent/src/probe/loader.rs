@@ -9,7 +9,7 @@ use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use ebpf_probe::{
-    CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR,
+    CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
     COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL,
     MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PIDS, MAP_SYSCALLS, MAX_CAPTURE,
     PENDING_VALUE_SIZE, PID_SELECTED,
@@ -29,6 +29,9 @@ pub(crate) struct ProbeSettings {
     pub(crate) capture_bytes: u32,
     /// Ring buffer size in bytes (a power of two, at least a page).
     pub(crate) ring_buffer_bytes: u32,
+    /// Fill of the ring buffer at which the programs wake the agent; 0 on
+    /// every event. Below it the agent must poll.
+    pub(crate) wakeup_bytes: u32,
 }
 
 /// Loaded and attached probes. Dropping it detaches them.

@@ -47,6 +47,10 @@ pub(crate) struct EventsLoop {
     /// Where span batches go; `None` when no traces pipeline uses the receiver.
     pub(crate) spans_tx: Option<mpsc::Sender<Payload>>,
     pub(crate) telemetry: Telemetry,
+    /// How often the ring is read without a wake-up from the probes (they
+    /// only wake the agent once it is well filled); `None` when they wake
+    /// it on every event.
+    pub(crate) poll_interval: Option<Duration>,
 }
 
 struct State {
@@ -107,6 +111,11 @@ impl EventsLoop {
         };
         let mut ticker = tokio::time::interval(FLUSH_INTERVAL);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Without a poll interval the timer never fires: a day is as good as
+        // never, and keeps one select! arm for both cases.
+        let mut poll =
+            tokio::time::interval(self.poll_interval.unwrap_or(Duration::from_secs(86_400)));
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 guard = ring.readable_mut() => {
@@ -114,6 +123,11 @@ impl EventsLoop {
                     if self.drain(guard.get_inner_mut(), &mut state) {
                         guard.clear_ready();
                     }
+                }
+                _ = poll.tick() => {
+                    // Until the ring is empty or the budget says to look at
+                    // the other timers; the next tick continues.
+                    self.drain(ring.get_mut(), &mut state);
                 }
                 _ = ticker.tick() => self.housekeeping(&mut state),
                 Some(process) = self.retired_rx.recv() => self.retire(process, &mut state),

@@ -150,6 +150,7 @@ impl Lifecycle for EbpfReceiver {
         let settings = ProbeSettings {
             capture_bytes: self.resolved.capture_bytes,
             ring_buffer_bytes: self.config.ring_buffer_size_mib * 1024 * 1024,
+            wakeup_bytes: self.config.ring_buffer_wakeup_kib * 1024,
         };
         let (probe, ring) = tokio::task::spawn_blocking(move || Probe::load(settings))
             .await
@@ -230,6 +231,8 @@ impl Lifecycle for EbpfReceiver {
             red: red.clone(),
             spans_tx,
             telemetry: telemetry.clone(),
+            poll_interval: (self.config.ring_buffer_wakeup_kib > 0)
+                .then_some(self.config.ring_buffer_poll_interval),
         };
         let events_stop = stop_rx.clone();
         producers.push(tokio::spawn(async move {
