@@ -114,6 +114,11 @@ impl Probe {
                 registers.nr,
                 "the syscall number's register",
             ),
+            (
+                CONFIG_WAKEUP_BYTES,
+                settings.wakeup_bytes,
+                "the wake-up threshold",
+            ),
         ] {
             config
                 .set(index, value, 0)
