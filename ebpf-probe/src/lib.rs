@@ -35,6 +35,14 @@ pub const PENDING_VALUE_SIZE: usize = 24;
 /// (`PerCpuArray<u64>`, indices `COUNTER_*`).
 pub const MAP_COUNTERS: &str = "COUNTERS";
 
+/// How many selected processes fall in each slot of `tgid % PID_SLOT_COUNT`
+/// (`Array<u32>` of [`PID_SLOT_COUNT`]): the programs' first, cheap check. A
+/// process whose slot is 0 is not selected and costs an array load; only
+/// the rest pay the hash lookup in [`MAP_PIDS`]. The agent keeps both.
+pub const MAP_PID_SLOTS: &str = "PID_SLOTS";
+/// Slots of [`MAP_PID_SLOTS`] (a power of two).
+pub const PID_SLOT_COUNT: u32 = 4096;
+
 /// Value in [`MAP_PIDS`] for a process whose sockets are traced.
 pub const PID_SELECTED: u32 = 1;
 

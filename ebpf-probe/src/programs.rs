@@ -28,8 +28,8 @@ use ebpf_probe::{
     AF_INET, AF_INET6, BUF_IOVEC, BUF_MSGHDR, BUF_PLAIN, CONFIG_CAPTURE_BYTES, CONFIG_LEN,
     CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
     COUNTER_CONN_TABLE_FULL, COUNTER_LEN, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
-    COUNTER_RINGBUF_FULL, ConnEvent, DataEvent, EventHeader, EventKind, MAX_CAPTURE, Role,
-    SYSCALL_BUFFER_SHIFT, SYSCALLS_LEN,
+    COUNTER_RINGBUF_FULL, ConnEvent, DataEvent, EventHeader, EventKind, MAX_CAPTURE,
+    PID_SLOT_COUNT, Role, SYSCALL_BUFFER_SHIFT, SYSCALLS_LEN,
 };
 
 #[unsafe(link_section = "license")]
@@ -58,6 +58,9 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_LEN, 0
 
 #[map]
 static SYSCALLS: Array<u32> = Array::with_max_entries(SYSCALLS_LEN, 0);
+
+#[map]
+static PID_SLOTS: Array<u32> = Array::with_max_entries(PID_SLOT_COUNT, 0);
 
 // ---- maps private to the programs ----
 
@@ -201,9 +204,18 @@ fn read_user<T: Copy>(ptr: u64) -> Option<T> {
     }
 }
 
+/// Whether `tgid` may be selected: its slot counts a selected process.
+/// An array load, so an unselected process pays no hash lookup.
+#[inline(always)]
+fn maybe_selected(tgid: u32) -> bool {
+    PID_SLOTS
+        .get(tgid & (PID_SLOT_COUNT - 1))
+        .is_some_and(|n| *n != 0)
+}
+
 #[inline(always)]
 fn selected(tgid: u32) -> bool {
-    unsafe { PIDS.get(&tgid) }.is_some()
+    maybe_selected(tgid) && unsafe { PIDS.get(&tgid) }.is_some()
 }
 
 #[inline(always)]
@@ -455,11 +467,16 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
 /// Every syscall's return: `(struct pt_regs *regs, long ret)`.
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let id = unsafe { bpf_get_current_pid_tgid() };
+    // Only a selected process has anything pending; checking that first
+    // spares every other process the register read and the lookups.
+    if !maybe_selected((id >> 32) as u32) {
+        return 0;
+    }
     let regs = ctx.arg::<u64>(0);
     if handled(register(regs, config(CONFIG_REGS_NR))) == 0 {
         return 0;
     }
-    let id = unsafe { bpf_get_current_pid_tgid() };
     let Some(pending) = take_pending(id) else {
         return 0;
     };

@@ -11,8 +11,8 @@ use aya::{Ebpf, EbpfLoader};
 use ebpf_probe::{
     CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
     COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL,
-    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PIDS, MAP_SYSCALLS, MAX_CAPTURE,
-    PENDING_VALUE_SIZE, PID_SELECTED,
+    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PID_SLOTS, MAP_PIDS, MAP_SYSCALLS,
+    MAX_CAPTURE, PENDING_VALUE_SIZE, PID_SELECTED, PID_SLOT_COUNT,
 };
 
 /// The programs, as named in the probe object and as the raw tracepoints
@@ -39,6 +39,8 @@ pub(crate) struct Probe {
     /// Owns the programs and their links.
     ebpf: Ebpf,
     pids: HashMap<MapData, u32, u32>,
+    /// Selected processes per `tgid % PID_SLOT_COUNT` (see `MAP_PID_SLOTS`).
+    pid_slots: Array<MapData, u32>,
     pending: HashMap<MapData, u64, [u8; PENDING_VALUE_SIZE]>,
     counters: PerCpuArray<MapData, u64>,
 }
@@ -150,12 +152,14 @@ impl Probe {
 
         let ring = take(&mut ebpf, MAP_EVENTS)?;
         let pids = take(&mut ebpf, MAP_PIDS)?;
+        let pid_slots = take(&mut ebpf, MAP_PID_SLOTS)?;
         let counters = take(&mut ebpf, MAP_COUNTERS)?;
         let pending = take(&mut ebpf, MAP_PENDING)?;
         Ok((
             Probe {
                 ebpf,
                 pids,
+                pid_slots,
                 pending,
                 counters,
             },
@@ -165,16 +169,33 @@ impl Probe {
 
     /// Starts tracing a process's sockets.
     pub(crate) fn select(&mut self, tgid: u32) -> Result<(), ProbeError> {
-        self.pids
-            .insert(tgid, PID_SELECTED, 0)
-            .map_err(|e| ProbeError::load(format!("selecting pid {tgid}"), e))
+        if self.pids.get(&tgid, 0).is_ok() {
+            return Ok(());
+        }
+        // The slot first: a process in PIDS whose slot says 0 would be
+        // skipped; a slot counting one not (yet) in PIDS costs a lookup.
+        self.add_to_slot(tgid, 1)?;
+        self.pids.insert(tgid, PID_SELECTED, 0).map_err(|e| {
+            let _ = self.add_to_slot(tgid, -1);
+            ProbeError::load(format!("selecting pid {tgid}"), e)
+        })
     }
 
     /// Stops tracing a process (it exited or no longer qualifies).
     pub(crate) fn deselect(&mut self, tgid: u32) {
         // Absent already is fine: the kernel may have reused nothing, we
         // just forget it.
-        let _ = self.pids.remove(&tgid);
+        if self.pids.remove(&tgid).is_ok() {
+            let _ = self.add_to_slot(tgid, -1);
+        }
+    }
+
+    fn add_to_slot(&mut self, tgid: u32, delta: i32) -> Result<(), ProbeError> {
+        let slot = tgid & (PID_SLOT_COUNT - 1);
+        let now = self.pid_slots.get(&slot, 0).unwrap_or(0);
+        self.pid_slots
+            .set(slot, now.saturating_add_signed(delta), 0)
+            .map_err(|e| ProbeError::load(format!("counting pid {tgid} in its slot"), e))
     }
 
     /// Removes the in-flight syscall entries of threads that no longer exist

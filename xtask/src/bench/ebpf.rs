@@ -54,6 +54,8 @@ const TARGET_NODE_TAX_NS: f64 = 40.0;
 const TARGET_REQUEST_NS: [(u64, f64); 2] = [(1_000, 600.0), (20_000, 300.0)];
 /// Added p99 latency target at 5,000 requests/s, µs.
 const TARGET_ADDED_P99_US: u64 = 50;
+/// The agent's probe programs (the `program` label of its run metrics).
+const PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
 /// Syscall pairs per round of the node-tax loop.
 const SYSCALL_PAIRS: u64 = 1_000_000;
 /// Connections of the load client.
@@ -134,6 +136,8 @@ pub(crate) struct Step {
     probe_runs: u64,
     spans: u64,
     lost: u64,
+    /// Per probe program: name, kernel ns and runs during the step.
+    programs: Vec<(&'static str, u64, u64)>,
 }
 
 impl Step {
@@ -394,6 +398,20 @@ fn measure(bench: &mut Bench<'_>) -> Result<(NodeTax, Vec<Step>)> {
             probe_runs: delta("otelcol_ebpf_probe_runs"),
             spans: sink.spans,
             lost: delta("otelcol_ebpf_kernel_events_lost"),
+            programs: PROGRAMS
+                .into_iter()
+                .map(|program| {
+                    let labels = [("program", program)];
+                    let delta = |name: &str| {
+                        (after.sum(name, &labels) - before.sum(name, &labels)).max(0.0) as u64
+                    };
+                    (
+                        program,
+                        delta("otelcol_ebpf_probe_run_time_ns"),
+                        delta("otelcol_ebpf_probe_runs"),
+                    )
+                })
+                .collect(),
         });
     }
     let tax = NodeTax {
@@ -497,6 +515,25 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     s.spans,
                     s.traced.ok,
                     s.lost,
+                );
+            }
+            for s in steps {
+                let per_program: Vec<String> = s
+                    .programs
+                    .iter()
+                    .map(|(name, ns, runs)| {
+                        format!(
+                            "{name} {:.0} ns/run ({:.1} runs/request)",
+                            *ns as f64 / (*runs).max(1) as f64,
+                            *runs as f64 / s.traced.ok.max(1) as f64
+                        )
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "per program at {}/s (every process): {}",
+                    s.rate,
+                    per_program.join(", ")
                 );
             }
             for (rate, target) in TARGET_REQUEST_NS {
