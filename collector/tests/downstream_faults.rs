@@ -5,16 +5,24 @@
 //! until delivered; permanent ones (INVALID_ARGUMENT, and INTERNAL, which
 //! OllyScale's receiver answers on storage errors; otelcol does not retry it
 //! either) are counted as failed and not retried; partial success counts
-//! the rejected spans as failed; a slow downstream loses nothing.
+//! the rejected spans as failed; a slow downstream loses nothing. While a
+//! downstream keeps failing, the sending queue holds no more than its
+//! `queue_size` and the receiver refuses the rest (counted), so memory stays
+//! bounded; what was accepted is delivered once the downstream recovers.
 
 mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{Collector, eventually, make_traces, post_traces_until_accepted};
+use support::{Collector, eventually, http_request, make_traces, post_traces_until_accepted};
 use testkit::faulty_sink::{Answer, FaultySink};
 
 fn agent(sink: &FaultySink) -> Collector {
+    agent_with_queue(sink, 1000)
+}
+
+/// The agent with a sending queue of `queue_size` requests.
+fn agent_with_queue(sink: &FaultySink, queue_size: usize) -> Collector {
     let config = format!(
         r#"
 receivers:
@@ -34,6 +42,7 @@ exporters:
       max_elapsed_time: 0
     sending_queue:
       num_consumers: 2
+      queue_size: {}
 service:
   telemetry:
     metrics:
@@ -43,7 +52,7 @@ service:
       receivers: [otlp]
       exporters: [otlp]
 "#,
-        sink.address
+        sink.address, queue_size
     );
     Collector::start(support::binary("agent-collector"), &config)
 }
@@ -185,4 +194,79 @@ fn a_slow_downstream_loses_nothing() {
         exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
         0.0
     );
+}
+
+#[test]
+fn a_failing_downstream_fills_the_queue_to_its_bound_then_the_receiver_refuses() {
+    const QUEUE: usize = 4;
+    const CONSUMERS: usize = 2;
+    let faults = [
+        code(tonic::Code::Unavailable, None),
+        code(
+            tonic::Code::ResourceExhausted,
+            Some(Duration::from_millis(50)),
+        ),
+        Answer::Stall,
+    ];
+    for fault in faults {
+        let sink = FaultySink::start(fault.clone());
+        let agent = agent_with_queue(&sink, QUEUE);
+        let http = agent.address("otlp", "http");
+        let mut accepted = HashSet::new();
+        let mut refused_spans = 0usize;
+        for r in 0..30u8 {
+            let request = make_traces(r.wrapping_mul(7), 1, 5, "bounded");
+            let response = http_request(
+                http,
+                "POST",
+                "/v1/traces",
+                &[("Content-Type", "application/x-protobuf")],
+                &prost::Message::encode_to_vec(&request),
+            );
+            let ids = request
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+                .map(|s| s.span_id.clone());
+            match response.status {
+                200 => accepted.extend(ids),
+                429 | 503 => refused_spans += ids.count(),
+                other => panic!("{fault:?}: answered {other}"),
+            }
+            let queued = exporter_metric(&agent, "otelcol_exporter_queue_size");
+            let capacity = exporter_metric(&agent, "otelcol_exporter_queue_capacity");
+            assert!(
+                queued <= capacity && capacity == QUEUE as f64,
+                "{fault:?}: queue {queued} over its capacity {capacity}"
+            );
+        }
+        // The queue and the consumers retrying hold everything accepted;
+        // the rest was refused to the sender, and counted.
+        assert!(
+            accepted.len() <= (QUEUE + CONSUMERS) * 5,
+            "{fault:?}: {} spans accepted past the queue's bound",
+            accepted.len()
+        );
+        assert!(refused_spans > 0, "{fault:?}: nothing refused");
+        assert_eq!(
+            exporter_metric(&agent, "otelcol_exporter_enqueue_failed_spans_total"),
+            refused_spans as f64,
+            "{fault:?}"
+        );
+        // The downstream recovers: everything accepted arrives.
+        sink.otherwise(Answer::Ok);
+        let delivered = eventually(
+            &format!("{fault:?}: every accepted span delivered"),
+            || sink.delivered(),
+            |d| d.iter().collect::<HashSet<_>>().len() >= accepted.len(),
+        );
+        let delivered: HashSet<Vec<u8>> = delivered.into_iter().collect();
+        assert_eq!(delivered, accepted, "{fault:?}");
+        assert_eq!(
+            exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+            0.0,
+            "{fault:?}"
+        );
+    }
 }
