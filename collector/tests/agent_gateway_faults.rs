@@ -694,7 +694,13 @@ fn with_every_gateway_down_a_full_queue_refuses_and_counts_what_it_refused() {
         agent.metric("otelcol_receiver_refused_spans_total", &[]),
         (refused * SPANS_PER_REQUEST) as f64
     );
-    assert!(proxies.iter().any(|p| p.stats().resets > 0));
+    // The parts wait up to the coalescing flush_timeout (50ms) before the
+    // first attempt, which the resets then refuse.
+    eventually(
+        "a gateway connection was tried and reset",
+        || proxies.iter().map(|p| p.stats().resets).sum::<u64>(),
+        |resets| *resets > 0,
+    );
 
     for proxy in &proxies {
         proxy.set(Mode::PassThrough);

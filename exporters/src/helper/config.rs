@@ -124,6 +124,54 @@ pub struct QueueConfig {
     /// persistent: requests are stored before they are acknowledged and
     /// survive a crash or restart.
     pub storage: Option<String>,
+    /// otelcol's `sending_queue.batch`: merge queued requests before they
+    /// are sent. Only the `loadbalancing` exporter's `protocol.otlp` takes
+    /// it (it coalesces the parts of its split per backend); elsewhere the
+    /// `batch` processor does this and the key is refused.
+    pub batch: Option<QueueBatchConfig>,
+}
+
+/// `sending_queue.batch`: otelcol's keys. A request waits in the queue,
+/// absorbing the requests queued after it, until it holds `min_size` units
+/// of `sizer` or `flush_timeout` passed since it was queued; it never grows
+/// past `max_size` (0: no bound).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueBatchConfig {
+    /// Longest wait of a request for more (otelcol's default 200ms); 0s
+    /// turns merging off.
+    #[serde(with = "duration")]
+    pub flush_timeout: Duration,
+    /// What `min_size` and `max_size` count (default items).
+    pub sizer: Sizer,
+    /// Sent as soon as it holds this much (default 8192).
+    pub min_size: u64,
+    /// Never merged past this (default 0: no bound).
+    pub max_size: u64,
+}
+
+impl Default for QueueBatchConfig {
+    fn default() -> Self {
+        Self {
+            flush_timeout: Duration::from_millis(200),
+            sizer: Sizer::Items,
+            min_size: 8192,
+            max_size: 0,
+        }
+    }
+}
+
+impl QueueBatchConfig {
+    /// Checks the values; paths are relative to `sending_queue.batch`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_size != 0 && self.max_size < self.min_size {
+            return Err(ConfigError::new(
+                "max_size",
+                format!("must be 0 or >= min_size ({})", self.min_size),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueConfig {
@@ -136,6 +184,7 @@ impl Default for QueueConfig {
             block_on_overflow: false,
             max_size_mib: 64,
             storage: None,
+            batch: None,
         }
     }
 }
@@ -195,11 +244,18 @@ impl Default for HelperConfig {
 
 impl HelperConfig {
     /// Validates `retry_on_failure` and `sending_queue`, with paths relative
-    /// to the exporter's section.
+    /// to the exporter's section. `sending_queue.batch` is refused: only the
+    /// `loadbalancing` exporter takes it (and checks it itself).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.retry
             .validate()
             .map_err(|e| e.under("retry_on_failure"))?;
+        if self.queue.batch.is_some() {
+            return Err(ConfigError::new(
+                "sending_queue.batch",
+                "only the loadbalancing exporter's protocol.otlp.sending_queue takes batch; use the batch processor here",
+            ));
+        }
         self.queue.validate().map_err(|e| e.under("sending_queue"))
     }
 }

@@ -24,7 +24,9 @@ pub(crate) mod retry;
 #[cfg(test)]
 mod tests;
 
-pub use config::{DEFAULT_TIMEOUT, HelperConfig, QueueConfig, RetryConfig, Sizer};
+pub use config::{
+    DEFAULT_TIMEOUT, HelperConfig, QueueBatchConfig, QueueConfig, RetryConfig, Sizer,
+};
 pub use exporter::QueuedExporter;
 pub use metrics::ExporterMetrics;
 

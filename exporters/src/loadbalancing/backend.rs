@@ -1,6 +1,18 @@
 //! One backend: its exporter's transport, its bounded queue of routed
 //! batches, and its self-metrics. The workers that drain the queue live in
 //! `delivery.rs`; the decisions about where data goes live in `balancer.rs`.
+//!
+//! Coalescing (`protocol.otlp.sending_queue.batch`): the split of a batch
+//! leaves each backend a part of about a third of it, and each part sent on
+//! its own costs a request and a compression stream. So the newest queued
+//! item of a backend stays *open*: parts admitted after it are appended to
+//! it (their received bytes, as segments: nothing is copied) until it holds
+//! `min_size`, or `flush_timeout` passed since it opened, or it is flushed
+//! (shutdown, a push that is not admission). Workers never take an open
+//! item before then. The open item is an ordinary queued item: it counts in
+//! the queue's units (each part's units, as admitted), it is drained and
+//! re-routed with the rest when the backend leaves the ring, and it is sent,
+//! retried and re-routed as one request.
 
 use super::config::Endpoint;
 use crate::helper::{Sender, Sizer};
@@ -12,8 +24,22 @@ use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// How the parts queued at a backend are merged before they are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Coalesce {
+    /// Longest an item stays open for more.
+    pub(crate) flush_timeout: Duration,
+    /// What `min_size` and `max_size` count.
+    pub(crate) sizer: Sizer,
+    /// An item holding this much is closed (sent).
+    pub(crate) min_size: u64,
+    /// An item never grows past this (0: no bound).
+    pub(crate) max_size: u64,
+}
 
 /// Bounds of `otelcol_loadbalancer_backend_latency`, in milliseconds.
 const LATENCY_BOUNDS_MS: [f64; 14] = [
@@ -109,6 +135,22 @@ struct Lane {
     items: VecDeque<Item>,
     used: u64,
     closed: bool,
+    /// The back item is open until then (coalescing).
+    open_until: Option<Instant>,
+    /// Units of the open item, counted with the coalescing sizer.
+    open_units: u64,
+    /// Flushed for shutdown: no item opens any more.
+    no_linger: bool,
+}
+
+impl Lane {
+    /// Whether the front item may be sent now.
+    fn front_ready(&self, now: Instant) -> bool {
+        match self.open_until {
+            Some(until) if self.items.len() == 1 && !self.closed => now >= until,
+            _ => true,
+        }
+    }
 }
 
 /// Per-endpoint self-metrics.
@@ -164,6 +206,7 @@ pub(crate) struct Backend {
     lane: Mutex<Lane>,
     capacity: Option<u64>,
     sizer: Sizer,
+    coalesce: Option<Coalesce>,
     not_empty: Notify,
     /// Notified when queue room frees up (shared by all backends).
     room: Arc<Notify>,
@@ -194,6 +237,7 @@ impl Backend {
         metrics: BackendMetrics,
         capacity: Option<u64>,
         sizer: Sizer,
+        coalesce: Option<Coalesce>,
         room: Arc<Notify>,
     ) -> Self {
         Self {
@@ -203,6 +247,7 @@ impl Backend {
             lane: Mutex::new(Lane::default()),
             capacity,
             sizer,
+            coalesce,
             not_empty: Notify::new(),
             room,
             changed: Notify::new(),
@@ -241,6 +286,8 @@ impl Backend {
         if lane.closed {
             return Err(Box::new(item));
         }
+        // The open item is no longer the newest: it goes as it is.
+        lane.open_until = None;
         item.backend_units = self.units(&item.payload);
         lane.used += item.backend_units;
         lane.items.push_back(item);
@@ -249,17 +296,92 @@ impl Backend {
         Ok(())
     }
 
+    /// Queues a newly admitted part, appending it to the open item when
+    /// coalescing allows: `Ok(true)` when it was absorbed (it is then part
+    /// of an item already held), `Ok(false)` when it was queued as an item
+    /// of its own. Hands it back when the backend was closed.
+    pub(crate) fn push_admitted(&self, mut item: Item) -> Result<bool, Box<Item>> {
+        let Some(coalesce) = self.coalesce else {
+            return self.push(item).map(|()| false);
+        };
+        let mut guard = self.lane.lock();
+        let lane = &mut *guard;
+        if lane.closed {
+            return Err(Box::new(item));
+        }
+        let units = self.units(&item.payload);
+        let size = self::units(coalesce.sizer, &item.payload);
+        let now = Instant::now();
+        let mergeable = item.completion.is_none() && item.not_before.is_none();
+        if lane.open_until.is_some_and(|until| now < until) && mergeable {
+            let open_units = lane.open_units;
+            if let Some(open) = lane.items.back_mut()
+                && (coalesce.max_size == 0 || open_units + size <= coalesce.max_size)
+                && open.payload.signal() == item.payload.signal()
+            {
+                let payload = std::mem::replace(
+                    &mut item.payload,
+                    Payload::empty(collector_core::pdata::Signal::Traces),
+                );
+                match open.payload.append(payload) {
+                    Ok(()) => {
+                        open.accepted = open.accepted.max(item.accepted);
+                        open.global_units += item.global_units;
+                        open.backend_units += units;
+                        lane.used += units;
+                        lane.open_units += size;
+                        if lane.open_units >= coalesce.min_size {
+                            lane.open_until = None;
+                            drop(guard);
+                            self.not_empty.notify_one();
+                        }
+                        return Ok(true);
+                    }
+                    Err(payload) => item.payload = payload,
+                }
+            }
+        }
+        lane.open_until = None;
+        item.backend_units = units;
+        lane.used += units;
+        lane.items.push_back(item);
+        if mergeable && size < coalesce.min_size && !lane.no_linger {
+            lane.open_until = Some(now + coalesce.flush_timeout);
+            lane.open_units = size;
+        }
+        drop(guard);
+        self.not_empty.notify_one();
+        Ok(false)
+    }
+
+    /// Closes the open item, so that it is sent now, and opens no more
+    /// (shutdown).
+    pub(crate) fn flush(&self) {
+        let mut lane = self.lane.lock();
+        lane.no_linger = true;
+        let was_open = lane.open_until.take().is_some();
+        drop(lane);
+        if was_open {
+            self.not_empty.notify_one();
+        }
+    }
+
     /// The oldest queued item, waiting while there is none; `None` once the
     /// backend is closed and empty.
     pub(crate) async fn pop(&self) -> Option<Item> {
         loop {
             let mut notified = pin!(self.not_empty.notified());
             notified.as_mut().enable();
-            {
+            let open_until = {
                 let mut lane = self.lane.lock();
-                if let Some(item) = lane.items.pop_front() {
+                if lane.front_ready(Instant::now())
+                    && let Some(item) = lane.items.pop_front()
+                {
                     lane.used -= item.backend_units;
                     let more = !lane.items.is_empty();
+                    if !more {
+                        lane.open_until = None;
+                    }
                     drop(lane);
                     self.room.notify_waiters();
                     if more {
@@ -267,11 +389,20 @@ impl Backend {
                     }
                     return Some(item);
                 }
-                if lane.closed {
+                if lane.closed && lane.items.is_empty() {
                     return None;
                 }
+                lane.open_until
+            };
+            match open_until {
+                Some(until) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(until) => {}
+                    }
+                }
+                None => notified.await,
             }
-            notified.await;
         }
     }
 
@@ -279,6 +410,7 @@ impl Backend {
     pub(crate) fn drain(&self) -> Vec<Item> {
         let mut lane = self.lane.lock();
         lane.used = 0;
+        lane.open_until = None;
         let items = lane.items.drain(..).collect();
         drop(lane);
         self.room.notify_waiters();

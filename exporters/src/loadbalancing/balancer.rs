@@ -16,7 +16,7 @@
 //! owner even above the queue's size (the total stays bounded by what was
 //! admitted).
 
-use super::backend::{Backend, Completion, Item, units};
+use super::backend::{Backend, Coalesce, Completion, Item, units};
 use super::config::Endpoint;
 use super::ring::HashRing;
 use super::routing::Routes;
@@ -74,6 +74,9 @@ pub(crate) struct Settings {
     pub(crate) quarantine_base: Duration,
     /// Longest quarantine.
     pub(crate) quarantine_max: Duration,
+    /// Merging of the parts queued at each backend (`None`: each part is
+    /// sent on its own).
+    pub(crate) coalesce: Option<Coalesce>,
 }
 
 /// A snapshot of where data goes.
@@ -455,8 +458,11 @@ impl Balancer {
                 backend_units: 0,
             };
             // The generation was checked under the lock, so the backend is open.
-            if let Err(item) = routing.backends[owner].push(item) {
-                self.finish_failed(*item, &self.shutting_down(), "the backend closed");
+            match routing.backends[owner].push_admitted(item) {
+                Ok(false) => {}
+                // Part of an item already held now.
+                Ok(true) => self.absorbed(),
+                Err(item) => self.finish_failed(*item, &self.shutting_down(), "the backend closed"),
             }
         }
     }
@@ -502,6 +508,13 @@ impl Balancer {
                     state.orphans.push(*part);
                 }
             }
+        }
+    }
+
+    /// A held part was appended to another held item.
+    fn absorbed(&self) {
+        if self.held.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
         }
     }
 
@@ -606,6 +619,10 @@ impl Balancer {
     pub(crate) async fn shutdown(&self, deadline: Instant) {
         self.closing.store(true, Ordering::Release);
         self.stop.cancel();
+        let open: Vec<Arc<Backend>> = self.state.lock().backends.values().cloned().collect();
+        for backend in &open {
+            backend.flush();
+        }
         loop {
             let mut idle = pin!(self.idle.notified());
             idle.as_mut().enable();

@@ -395,7 +395,17 @@ impl LoadBalancingConfig {
             ));
         }
         let otlp = &self.protocol.otlp;
-        otlp.validate(false).map_err(|e| e.under("protocol.otlp"))?;
+        if let Some(batch) = &otlp.sending_queue.batch {
+            batch
+                .validate()
+                .map_err(|e| e.under("protocol.otlp.sending_queue.batch"))?;
+        }
+        // `sending_queue.batch` is ours here (the plain otlp exporter refuses it).
+        let mut plain = otlp.clone();
+        plain.sending_queue.batch = None;
+        plain
+            .validate(false)
+            .map_err(|e| e.under("protocol.otlp"))?;
         no_storage(&otlp.sending_queue).map_err(|e| e.under("protocol.otlp.sending_queue"))?;
         self.retry_on_failure
             .0

@@ -7,8 +7,9 @@
 //! Data path: `consume` -> split by routing key over the current ring
 //! (spans are split on their received bytes, without decoding; a batch
 //! whose items all have one owner goes on as received) -> every part queued at its
-//! backend, or the whole batch refused (ResourceExhausted) -> the backend's
-//! workers -> split to 4 MiB -> gRPC `Export` with timeout and retries ->
+//! backend, or the whole batch refused (ResourceExhausted); a part joins the
+//! backend's open item while `protocol.otlp.sending_queue.batch` allows (see
+//! `backend.rs`) -> the backend's workers -> split to 4 MiB -> gRPC `Export` with timeout and retries ->
 //! on a dead or failing backend: quarantine and re-route to the new owner.
 //!
 //! Beyond otelcol, data is not lost when a backend goes away: when the
@@ -51,9 +52,10 @@ pub use ring::{
     HashRing, POSITIONS_PER_ENDPOINT, RING_POSITIONS, crc32, crc32_update, position_of,
 };
 
-use crate::helper::Sender;
+use crate::helper::{QueueBatchConfig, Sender};
 use crate::otlp::GrpcSender;
 use async_trait::async_trait;
+use backend::Coalesce;
 use balancer::{Balancer, Connector, Settings};
 use collector_core::component::{
     ComponentError, CreateContext, Exporter, ExporterFactory, Factory, Lifecycle, Stability,
@@ -253,7 +255,33 @@ fn settings(config: &LoadBalancingConfig) -> Settings {
         reroute: config.retry_on_failure.0.clone(),
         quarantine_base: QUARANTINE_BASE,
         quarantine_max: QUARANTINE_MAX,
+        coalesce: coalesce(config),
     }
+}
+
+/// How long a backend's newest part waits for more when
+/// `protocol.otlp.sending_queue.batch` is not written.
+pub const DEFAULT_COALESCE_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// The coalescing of split parts per backend: `protocol.otlp.sending_queue.batch`,
+/// else its defaults with [`DEFAULT_COALESCE_TIMEOUT`]; none without a queue
+/// (a consume then waits for its own parts) or with `flush_timeout: 0s`.
+fn coalesce(config: &LoadBalancingConfig) -> Option<Coalesce> {
+    let sub = &config.protocol.otlp.sending_queue;
+    let synchronous = !sub.enabled && !config.sending_queue.0.enabled;
+    if synchronous {
+        return None;
+    }
+    let batch = sub.batch.clone().unwrap_or_else(|| QueueBatchConfig {
+        flush_timeout: DEFAULT_COALESCE_TIMEOUT,
+        ..QueueBatchConfig::default()
+    });
+    (!batch.flush_timeout.is_zero()).then_some(Coalesce {
+        flush_timeout: batch.flush_timeout,
+        sizer: batch.sizer,
+        min_size: batch.min_size,
+        max_size: batch.max_size,
+    })
 }
 
 impl Drop for LoadBalancingExporter {

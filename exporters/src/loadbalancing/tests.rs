@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::pin::pin;
 use tokio::sync::Notify;
 
+mod coalesce;
 mod k8s_resolver;
 
 // ---------------------------------------------------------------- data
@@ -653,7 +654,12 @@ protocol:
     fleet.set("c:4317", Mode::Hold);
     exporter.start().await.unwrap();
     let all = ids(20, 300);
-    for chunk in all.chunks(10) {
+    // c's first part goes out (and hangs) before the rest is queued, so
+    // that c holds a request in flight and the rest (coalesced) queued.
+    let mut chunks = all.chunks(10);
+    send(&exporter, chunks.next().unwrap(), 3).await;
+    until("c holds a request", || fleet.attempts("c:4317") == 1).await;
+    for chunk in chunks {
         send(&exporter, chunk, 3).await;
     }
     let three = HashRing::new(&["a:4317", "b:4317", "c:4317"]);

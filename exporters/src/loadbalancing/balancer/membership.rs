@@ -89,6 +89,7 @@ impl Balancer {
             BackendMetrics::new(&self.registry, &self.id, &endpoint.key),
             self.settings.backend_capacity,
             self.settings.backend_sizer,
+            self.settings.coalesce,
             self.room.clone(),
         ));
         for _ in 0..self.settings.workers.max(1) {
