@@ -287,7 +287,16 @@ fn main() -> Result<()> {
     }
     let report = ledger.report(&acknowledged);
     println!("{}", report.text);
+    // What the senders were refused (backpressure) or failed on: not
+    // acknowledged, so not in the ledger, but an operator wants to know.
+    for (signal, summary) in &acknowledged {
+        println!(
+            "soak: {signal}: {} items acknowledged, {} requests refused (backpressure), {} failed",
+            summary["ok_items"], summary["refused_requests"], summary["failed_requests"]
+        );
+    }
     let json = serde_json::json!({
+        "loadgen": acknowledged,
         "minutes": args.minutes,
         "restart_every_minutes": args.restart_every,
         "rates": {"spans": args.spans_per_second, "points": args.points_per_second, "logs": args.logs_per_second},
