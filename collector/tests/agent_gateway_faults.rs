@@ -31,7 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{Collector, eventually, http_request, post_traces_until_accepted};
+use support::{Collector, Rng, eventually, http_request, post_traces_until_accepted};
 use testkit::fault_proxy::{FaultProxy, Mode};
 use testkit::faulty_sink::{Answer, FaultySink};
 
@@ -170,19 +170,6 @@ fn failed_attempts(agent: &Collector, backend: SocketAddr) -> f64 {
     )
 }
 
-/// Random trace IDs from a fixed sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 /// One span sent: its ID, its trace's ID and the request that carried it.
 #[derive(Clone, Debug)]
 struct Sent {
@@ -212,8 +199,8 @@ impl Requests {
         let mut sent = Vec::new();
         for _ in 0..TRACES_PER_REQUEST {
             let mut trace = [0u8; 16];
-            trace[..8].copy_from_slice(&self.rng.next().to_be_bytes());
-            trace[8..].copy_from_slice(&self.rng.next().to_be_bytes());
+            trace[..8].copy_from_slice(&self.rng.next_u64().to_be_bytes());
+            trace[8..].copy_from_slice(&self.rng.next_u64().to_be_bytes());
             for s in 0..SPANS_PER_TRACE {
                 self.next_span += 1;
                 let span_id = self.next_span.to_be_bytes().to_vec();

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use support::{PATIENCE, file_span_ids, post_traces_until_accepted};
+use support::{PATIENCE, Rng, file_span_ids, post_traces_until_accepted};
 
 const NAME: &str = "gateway-collector-headless.otel-system.svc.cluster.local";
 const SPANS_PER_TRACE: usize = 5;
@@ -105,30 +105,6 @@ impl Gateway {
     }
 }
 
-/// Random trace IDs from a fixed sequence (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn trace_ids(&mut self, n: usize) -> Vec<[u8; 16]> {
-        (0..n)
-            .map(|_| {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&self.next().to_be_bytes());
-                id[8..].copy_from_slice(&self.next().to_be_bytes());
-                id
-            })
-            .collect()
-    }
-}
-
 fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
@@ -162,7 +138,7 @@ fn requests(
         }
     }
     for i in (1..spans.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         spans.swap(i, j);
     }
     spans

@@ -12,33 +12,7 @@ use prost::Message;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use support::{Collector, eventually, http_request, make_traces, read_file_exporter};
-
-/// A port that refuses connections until released.
-struct ReservedPort {
-    socket: Option<tokio::net::TcpSocket>,
-    addr: SocketAddr,
-}
-
-impl ReservedPort {
-    fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .bind("127.0.0.1:0".parse().expect("addr"))
-            .expect("bind");
-        let addr = socket.local_addr().expect("local addr");
-        Self {
-            socket: Some(socket),
-            addr,
-        }
-    }
-
-    /// Frees the port for the gateway (it never listened: no TIME_WAIT).
-    fn release(&mut self) -> SocketAddr {
-        drop(self.socket.take());
-        self.addr
-    }
-}
+use support::{Collector, ReservedPort, eventually, http_request, make_traces, read_file_exporter};
 
 fn agent_config(storage: &Path, downstream: SocketAddr) -> String {
     format!(

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Collector, eventually, file_span_ids, make_traces};
+use support::{Collector, ReservedPort, eventually, file_span_ids, make_traces};
 
 const SERVICE: &str = "persistent-queue-faults";
 const QUEUE_DIR: &str = "exporter_otlp_traces";
@@ -166,32 +166,6 @@ impl Drop for ReadOnlyBind {
 }
 
 // ---------------------------------------------------------------- processes
-
-/// A port that refuses connections until released.
-struct ReservedPort {
-    socket: Option<tokio::net::TcpSocket>,
-    addr: SocketAddr,
-}
-
-impl ReservedPort {
-    fn new() -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-        socket
-            .bind("127.0.0.1:0".parse().expect("addr"))
-            .expect("bind");
-        let addr = socket.local_addr().expect("local addr");
-        Self {
-            socket: Some(socket),
-            addr,
-        }
-    }
-
-    /// Frees the port for the gateway (it never listened: no TIME_WAIT).
-    fn release(&mut self) -> SocketAddr {
-        drop(self.socket.take());
-        self.addr
-    }
-}
 
 /// The agent's config: OTLP/HTTP in, `otlp` out to `downstream` with the
 /// sending queue persistent in `storage` (or in memory when `None`).

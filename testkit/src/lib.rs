@@ -8,9 +8,12 @@
 
 pub mod fault_proxy;
 pub mod faulty_sink;
+mod fixtures;
 pub mod kube_api;
 pub mod netns;
 pub mod opamp_server;
+
+pub use fixtures::{ReservedPort, Rng};
 
 use collector_core::pdata::json;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
