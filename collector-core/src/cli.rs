@@ -25,6 +25,12 @@ pub struct Distribution {
     pub default_config: String,
     /// Every component it offers.
     pub factories: fn() -> Result<Factories, FactoryError>,
+    /// Async worker threads when neither `--worker-threads` nor
+    /// `TOKIO_WORKER_THREADS` says; `None`: one per CPU (tokio's default).
+    /// Each worker costs a stack and, with glibc, an allocator arena whose
+    /// freed memory is rarely returned: a node agent on a 64-core node
+    /// should not start 64.
+    pub worker_threads: Option<usize>,
 }
 
 /// The arguments.
@@ -44,6 +50,11 @@ pub struct Cli {
     /// How long shutdown may take to drain and flush (Go duration).
     #[arg(long, global = true, default_value = "30s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Async worker threads. Default: `TOKIO_WORKER_THREADS`, else the
+    /// binary's own default (the eBPF agent: 2), else one per CPU.
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
 
     /// What to do (default: run).
     #[command(subcommand)]
@@ -137,11 +148,19 @@ fn run(distribution: &Distribution, cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         None => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .thread_name(distribution.binary)
-                .build()
-                .context("starting the async runtime")?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.enable_all().thread_name(distribution.binary);
+            let from_env = std::env::var_os("TOKIO_WORKER_THREADS").is_some();
+            let workers = cli.worker_threads.map(usize::from).or(if from_env {
+                // tokio reads it itself (and reports a bad value).
+                None
+            } else {
+                distribution.worker_threads
+            });
+            if let Some(workers) = workers {
+                builder.worker_threads(workers);
+            }
+            let runtime = builder.build().context("starting the async runtime")?;
             let service = Service::new(factories, options);
             runtime.block_on(service.run())?;
             Ok(ExitCode::SUCCESS)

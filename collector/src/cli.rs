@@ -14,5 +14,6 @@ pub fn main(role: Role) -> ExitCode {
         about: "An OpenTelemetry collector of the ollyscale-otel telemetry plane.",
         default_config: role.default_config().to_string(),
         factories: components::all,
+        worker_threads: None,
     })
 }

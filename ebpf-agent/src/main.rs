@@ -28,6 +28,12 @@ use std::process::ExitCode;
 /// Instrumentation scope of everything the agent produces.
 pub(crate) const SCOPE_NAME: &str = "ollyscale-otel/ebpf-agent";
 
+/// Async worker threads unless `--worker-threads` or `TOKIO_WORKER_THREADS`
+/// says otherwise: the events loop and the exporter each keep one busy at
+/// high rates; more only add stacks and allocator arenas (a DaemonSet pod
+/// sees every core of the node).
+const WORKER_THREADS: usize = 2;
+
 /// The agent's components: the `ebpf` receiver, the processors and
 /// exporters of the collectors.
 fn components() -> Result<Factories, FactoryError> {
@@ -41,7 +47,29 @@ fn components() -> Result<Factories, FactoryError> {
     Ok(factories)
 }
 
+/// glibc malloc arenas unless `MALLOC_ARENA_MAX` says otherwise. glibc
+/// gives threads arenas of their own; the events loop allocates spans on
+/// one worker and the exporter frees them on another, and the freed memory
+/// stays in the arenas: at 20,000 requests/s one arena held RSS at 44 MiB
+/// where the default (one per thread) reached 65 MiB, for the same CPU per
+/// request (README, "eBPF agent"). musl (the static image) has one heap.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: libc::c_int = 1;
+
+/// Applies [`MALLOC_ARENAS`] before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a malloc tunable; called on the main
+        // thread before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     let default_config = match default_config::from_env() {
         Ok(config) => config,
         Err(reason) => {
@@ -55,5 +83,6 @@ fn main() -> ExitCode {
         about: "HTTP spans and RED metrics from kernel probes, exported as OTLP.",
         default_config,
         factories: components,
+        worker_threads: Some(WORKER_THREADS),
     })
 }

@@ -56,6 +56,16 @@ const TARGET_REQUEST_NS: [(u64, f64); 2] = [(1_000, 600.0), (20_000, 300.0)];
 const TARGET_ADDED_P99_US: u64 = 50;
 /// The agent's probe programs (the `program` label of its run metrics).
 const PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
+/// Rate at which the runtime and allocator variants are compared.
+const VARIANT_RATE: u64 = 20_000;
+/// The agent's runtime and allocator settings compared side by side at
+/// [`VARIANT_RATE`]: a name and the environment that selects it.
+const VARIANTS: [(&str, &[(&str, &str)]); 4] = [
+    ("default", &[]),
+    ("glibc MALLOC_ARENA_MAX=1", &[("MALLOC_ARENA_MAX", "1")]),
+    ("glibc MALLOC_ARENA_MAX=2", &[("MALLOC_ARENA_MAX", "2")]),
+    ("1 worker thread", &[("TOKIO_WORKER_THREADS", "1")]),
+];
 /// Syscall pairs per round of the node-tax loop.
 const SYSCALL_PAIRS: u64 = 1_000_000;
 /// Connections of the load client.
@@ -164,10 +174,37 @@ impl Step {
     }
 }
 
+/// One runtime or allocator variant at [`VARIANT_RATE`], in a fresh agent.
+#[derive(Clone, Debug)]
+pub(crate) struct Variant {
+    name: &'static str,
+    requests: u64,
+    agent_cpu_seconds: f64,
+    /// Right after start-up, before any load.
+    idle_rss: u64,
+    rss: u64,
+    peak_rss: u64,
+    threads: u64,
+}
+
+impl Variant {
+    fn cpu_per_million(&self) -> f64 {
+        self.agent_cpu_seconds * 1e6 / self.requests.max(1) as f64
+    }
+}
+
+/// What the section measured.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    tax: NodeTax,
+    steps: Vec<Step>,
+    variants: Vec<Variant>,
+}
+
 /// The section's outcome.
 #[derive(Debug)]
 pub(crate) struct EbpfResult {
-    steps: Result<(NodeTax, Vec<Step>), String>,
+    steps: Result<Measured, String>,
 }
 
 pub(crate) fn describe() -> String {
@@ -274,6 +311,16 @@ fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<
 /// Starts the agent with `port` as its port filter; `expect_selected` says
 /// whether a process listens there.
 fn start_agent(bench: &Bench<'_>, port: u16, expect_selected: bool) -> Result<Agent> {
+    start_agent_with(bench, port, expect_selected, &[])
+}
+
+/// [`start_agent`] with extra environment variables.
+fn start_agent_with(
+    bench: &Bench<'_>,
+    port: u16,
+    expect_selected: bool,
+    env: &[(&str, &str)],
+) -> Result<Agent> {
     let sink = bench.sink.grpc;
     with_fresh_ports("ebpf-agent", || {
         let metrics = free_address()?;
@@ -281,7 +328,10 @@ fn start_agent(bench: &Bench<'_>, port: u16, expect_selected: bool) -> Result<Ag
         std::fs::write(&config, agent_config(port, sink, metrics))
             .with_context(|| format!("writing {}", config.display()))?;
         let mut command = Command::new(&bench.layout.ebpf_agent);
-        command.arg("--config").arg(&config);
+        command
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied());
         let mut guard =
             ChildGuard::spawn("ebpf-agent", &mut command, &bench.layout.log("ebpf-agent"))?;
         guard.wait_listening(metrics, START_TIMEOUT)?;
@@ -303,7 +353,7 @@ fn start_agent(bench: &Bench<'_>, port: u16, expect_selected: bool) -> Result<Ag
     })
 }
 
-fn measure(bench: &mut Bench<'_>) -> Result<(NodeTax, Vec<Step>)> {
+fn measure(bench: &mut Bench<'_>) -> Result<Measured> {
     if !Path::new(&bench.layout.ebpf_agent).exists() {
         bail!("{} is missing", bench.layout.ebpf_agent.display());
     }
@@ -414,12 +464,51 @@ fn measure(bench: &mut Bench<'_>) -> Result<(NodeTax, Vec<Step>)> {
                 .collect(),
         });
     }
+    drop(agent);
     let tax = NodeTax {
         no_agent,
         nothing_selected,
         other_selected,
     };
-    Ok((tax, steps))
+    let mut variants = Vec::new();
+    for (name, env) in VARIANTS {
+        eprintln!("bench: ebpf: {VARIANT_RATE} requests/s with the agent, {name}");
+        let agent = start_agent_with(bench, server_address.port(), true, env)?;
+        let pid = agent.guard.pid();
+        let idle_rss = rss_bytes(pid)?;
+        let cpu_before = cpu_ticks(pid)?;
+        let traced = load(
+            bench,
+            &format!("ebpf-load-variant-{}", variants.len()),
+            server_address,
+            VARIANT_RATE,
+        )?;
+        variants.push(Variant {
+            name,
+            requests: traced.ok,
+            agent_cpu_seconds: cpu_ticks(pid)?.saturating_sub(cpu_before) as f64 / ticks,
+            idle_rss,
+            rss: rss_bytes(pid)?,
+            peak_rss: peak_rss_bytes(pid)?,
+            threads: thread_count(pid)?,
+        });
+    }
+    Ok(Measured {
+        tax,
+        steps,
+        variants,
+    })
+}
+
+/// Threads of a process (`Threads:` in /proc/PID/status).
+fn thread_count(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .with_context(|| format!("no Threads: in {path}"))
 }
 
 /// The agent mirrors the kernel's run counters once per scan interval:
@@ -479,7 +568,11 @@ pub(crate) fn table(result: &EbpfResult) -> String {
         Err(e) => {
             let _ = writeln!(out, "  not measured: {e}");
         }
-        Ok((tax, steps)) => {
+        Ok(Measured {
+            tax,
+            steps,
+            variants,
+        }) => {
             let _ = writeln!(
                 out,
                 "node tax (CPU ns per read/write syscall of an untraced process): no agent {:.1}, agent selecting nothing {:.1} (+{:.1}), agent selecting another process {:.1} (+{:.1}); target under +{TARGET_NODE_TAX_NS:.0}: {}",
@@ -562,6 +655,28 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     verdict(mib < 40.0)
                 );
             }
+            let _ = writeln!(
+                out,
+                "agent variants at {VARIANT_RATE}/s, each in a fresh agent (same run, same machine):"
+            );
+            let _ = writeln!(
+                out,
+                "| variant | RSS idle | RSS after (peak) | agent CPU-s / M requests | threads |"
+            );
+            let _ = writeln!(out, "| --- | --- | --- | --- | --- |");
+            let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+            for v in variants {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.1} MiB | {:.1} MiB ({:.1}) | {:.2} | {} |",
+                    v.name,
+                    mib(v.idle_rss),
+                    mib(v.rss),
+                    mib(v.peak_rss),
+                    v.cpu_per_million(),
+                    v.threads,
+                );
+            }
         }
     }
     out
@@ -573,7 +688,11 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
             ("status", Json::Str("failed".into())),
             ("error", Json::Str(e.clone())),
         ]),
-        Ok((tax, steps)) => Json::Object(vec![
+        Ok(Measured {
+            tax,
+            steps,
+            variants,
+        }) => Json::Object(vec![
             ("status", Json::Str("measured".into())),
             ("description", Json::Str(describe())),
             (
@@ -615,6 +734,29 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
                                 ("agent_peak_rss_bytes", Json::Int(s.peak_rss)),
                                 ("spans_delivered", Json::Int(s.spans)),
                                 ("kernel_events_lost", Json::Int(s.lost)),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ),
+            (
+                "variants",
+                Json::Array(
+                    variants
+                        .iter()
+                        .map(|v| {
+                            Json::Object(vec![
+                                ("name", Json::Str(v.name.into())),
+                                ("rate", Json::Int(VARIANT_RATE)),
+                                ("requests", Json::Int(v.requests)),
+                                (
+                                    "agent_cpu_seconds_per_million",
+                                    Json::float(v.cpu_per_million()),
+                                ),
+                                ("agent_idle_rss_bytes", Json::Int(v.idle_rss)),
+                                ("agent_rss_bytes", Json::Int(v.rss)),
+                                ("agent_peak_rss_bytes", Json::Int(v.peak_rss)),
+                                ("threads", Json::Int(v.threads)),
                             ])
                         })
                         .collect(),
