@@ -11,6 +11,7 @@
 
 mod client;
 pub mod json;
+pub mod protowire;
 mod logs;
 mod metrics;
 pub mod rpc;

@@ -9,10 +9,9 @@
 //! truncated field) makes it give up, and the caller takes the decoding path.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use collector_core::pdata::protowire::{Fields, put_len_field, varint_len};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
-
-const LEN: u64 = 2;
 
 /// How spans pick their owner.
 pub(super) enum Key<'k> {
@@ -23,114 +22,16 @@ pub(super) enum Key<'k> {
     Resource(&'k dyn Fn(&ResourceSpans) -> Vec<u8>),
 }
 
-/// One field: its raw bytes (tag, length and payload) and payload.
-struct Field<'a> {
-    number: u64,
-    wire_type: u64,
-    raw: &'a [u8],
-    payload: &'a [u8],
-}
-
-fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= u64::from(byte & 0x7f) << shift;
-        if byte & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
-fn varint_len(mut value: u64) -> usize {
-    let mut n = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// The fields of a message, in order, without allocating; `failed` is set
-/// (and the walk ends) on anything unexpected.
-struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
-    failed: bool,
-}
-
-impl<'a> Fields<'a> {
-    fn new(buf: &'a [u8]) -> Self {
-        Self {
-            buf,
-            pos: 0,
-            failed: false,
-        }
-    }
-
-    fn parse(&mut self) -> Option<Field<'a>> {
-        let buf = self.buf;
-        let start = self.pos;
-        let tag = varint(buf, &mut self.pos)?;
-        let (number, wire_type) = (tag >> 3, tag & 7);
-        let payload = match wire_type {
-            0 => {
-                varint(buf, &mut self.pos)?;
-                &buf[self.pos..self.pos]
-            }
-            1 | 5 => {
-                let width = if wire_type == 1 { 8 } else { 4 };
-                let end = self.pos.checked_add(width).filter(|e| *e <= buf.len())?;
-                let payload = &buf[self.pos..end];
-                self.pos = end;
-                payload
-            }
-            LEN => {
-                let len = usize::try_from(varint(buf, &mut self.pos)?).ok()?;
-                let end = self.pos.checked_add(len).filter(|e| *e <= buf.len())?;
-                let payload = &buf[self.pos..end];
-                self.pos = end;
-                payload
-            }
-            // Groups (3, 4) and anything else: not expected here.
-            _ => return None,
-        };
-        Some(Field {
-            number,
-            wire_type,
-            raw: &buf[start..self.pos],
-            payload,
-        })
-    }
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Field<'a>;
-
-    fn next(&mut self) -> Option<Field<'a>> {
-        if self.pos >= self.buf.len() || self.failed {
-            return None;
-        }
-        let field = self.parse();
-        if field.is_none() {
-            self.failed = true;
-        }
-        field
-    }
-}
-
 /// The trace ID of a span (its last occurrence, as protobuf decoding does).
 fn trace_id(span: &[u8]) -> Option<&[u8]> {
     let mut id: &[u8] = &[];
     let mut fields = Fields::new(span);
     for field in fields.by_ref() {
-        if field.number == 1 && field.wire_type == LEN {
+        if field.is_len(1) {
             id = field.payload;
         }
     }
-    (!fields.failed).then_some(id)
+    (!fields.failed()).then_some(id)
 }
 
 struct Scope<'a> {
@@ -154,13 +55,13 @@ fn parse_resource<'a>(
     let mut scope_fields = Vec::new();
     let mut fields = Fields::new(buf);
     for field in fields.by_ref() {
-        if field.number == 2 && field.wire_type == LEN {
+        if field.is_len(2) {
             scope_fields.push(field.payload);
         } else {
             header.push(field.raw);
         }
     }
-    if fields.failed {
+    if fields.failed() {
         return None;
     }
     let resource_owner = match key {
@@ -180,7 +81,7 @@ fn parse_resource<'a>(
         let mut spans = Vec::new();
         let mut fields = Fields::new(scope);
         for field in fields.by_ref() {
-            if field.number == 2 && field.wire_type == LEN {
+            if field.is_len(2) {
                 let o = match resource_owner {
                     Some(o) => o,
                     None => owner(trace_id(field.payload)?),
@@ -190,7 +91,7 @@ fn parse_resource<'a>(
                 header.push(field.raw);
             }
         }
-        if fields.failed {
+        if fields.failed() {
             return None;
         }
         scopes.push(Scope { header, spans });
@@ -200,19 +101,6 @@ fn parse_resource<'a>(
 
 fn sum(parts: &[&[u8]]) -> usize {
     parts.iter().map(|p| p.len()).sum()
-}
-
-fn put_len_field(out: &mut BytesMut, number: u64, len: usize) {
-    put_varint(out, (number << 3) | LEN);
-    put_varint(out, len as u64);
-}
-
-fn put_varint(out: &mut BytesMut, mut value: u64) {
-    while value >= 0x80 {
-        out.put_u8((value as u8 & 0x7f) | 0x80);
-        value >>= 7;
-    }
-    out.put_u8(value as u8);
 }
 
 /// Writes the part of `resource` that belongs to `owner` as a
@@ -277,11 +165,11 @@ pub(super) fn split_traces(
         let mut fields = Fields::new(segment);
         for field in fields.by_ref() {
             // Unknown request fields are dropped, as decoding would.
-            if field.number == 1 && field.wire_type == LEN {
+            if field.is_len(1) {
                 resources.push(parse_resource(field.payload, key, owner)?);
             }
         }
-        if fields.failed {
+        if fields.failed() {
             return None;
         }
     }
