@@ -1,7 +1,6 @@
 //! The sampler: buffers spans by trace, decides traces when they are due,
 //! and remembers decisions for late spans.
 
-use std::mem;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,8 @@ use crate::config::{ConfigError, ConfigIssue, SamplerConfig};
 use crate::decision::{FinalDecision, PolicySet};
 use crate::policy::TraceView;
 use crate::stats::SamplerStats;
-use crate::trace_buffer::{Block, BufferedTrace, TraceBuffer};
+use crate::encoded::{EncodedGroup, EncodedSpans};
+use crate::trace_buffer::{BufferedTrace, TraceBuffer};
 use crate::trace_id::TraceId;
 
 /// The scope attribute naming the policy that sampled a trace, when
@@ -266,69 +266,73 @@ impl Sampler {
     /// decision cache) follows that decision at once: forwarded in
     /// [`IngestOutcome::forward`] if sampled, counted and discarded if not.
     /// Other spans are buffered until their trace is due.
+    ///
+    /// The spans are encoded first (the buffer keeps them encoded); a
+    /// caller that has them encoded already uses [`Sampler::ingest_encoded`].
     pub fn ingest(&mut self, batch: Vec<ResourceSpans>, now: Timestamp) -> IngestOutcome {
+        self.ingest_encoded(EncodedSpans::from_resource_spans(&batch), now)
+    }
+
+    /// [`Sampler::ingest`] for spans still in their protobuf encoding: they
+    /// are buffered as they are, without decoding.
+    pub fn ingest_encoded(&mut self, batch: EncodedSpans, now: Timestamp) -> IngestOutcome {
         let now = self.advance(now);
         let mut out = IngestOutcome::default();
-        for mut rs in batch {
-            let scopes = mem::take(&mut rs.scope_spans);
-            let mut resource_block: Option<Block> = None;
-            let mut late_scopes: Vec<ScopeSpans> = Vec::new();
-            for mut ss in scopes {
-                let spans = mem::take(&mut ss.spans);
-                let mut scope_block: Option<Block> = None;
-                let mut late: Vec<Span> = Vec::new();
-                let mut late_policies: Vec<Option<u32>> = Vec::new();
-                for span in spans {
-                    let id = TraceId::from_slice(&span.trace_id);
-                    if let Some(hit) = self.sampled.get(&id).copied() {
-                        self.late_span(hit, now);
-                        self.stats.late_spans.sampled += 1;
-                        out.late_sampled_spans += 1;
-                        late.push(span);
-                        if self.record_policy {
-                            late_policies.push(hit.policy);
+        for group in batch.groups {
+            let mut late: Vec<Span> = Vec::new();
+            let mut late_policies: Vec<Option<u32>> = Vec::new();
+            for span in &group.spans {
+                let id = span.trace_id;
+                if let Some(hit) = self.sampled.get(&id).copied() {
+                    self.late_span(hit, now);
+                    self.stats.late_spans.sampled += 1;
+                    out.late_sampled_spans += 1;
+                    match Span::decode(span.span_bytes()) {
+                        Ok(decoded) => {
+                            late.push(decoded);
+                            if self.record_policy {
+                                late_policies.push(hit.policy);
+                            }
                         }
-                        continue;
+                        // Bytes the receiver's scanner or prost produced
+                        // decode; never panic, count what cannot be kept.
+                        Err(_) => self.stats.policy_evaluation_error += 1,
                     }
-                    if let Some(hit) = self.not_sampled.get(&id).copied() {
-                        self.late_span(hit, now);
-                        self.stats.late_spans.not_sampled += 1;
-                        out.late_not_sampled_spans += 1;
-                        continue;
-                    }
-                    if !self.buffer.contains(&id) && self.buffer.len() >= self.settings.num_traces {
-                        self.decide_oldest(DecisionTrigger::TraceLimit, now, &mut out.decided);
-                    }
-                    let resource =
-                        resource_block.get_or_insert_with(|| Arc::from(rs.encode_to_vec()));
-                    let scope = scope_block.get_or_insert_with(|| Arc::from(ss.encode_to_vec()));
-                    let appended = self.buffer.append(id, &span, resource, scope, now);
-                    out.buffered_spans += 1;
-                    if appended.new_trace {
-                        self.stats.new_trace_id_received += 1;
-                    }
-                    if self
-                        .settings
-                        .max_trace_bytes
-                        .is_some_and(|max| appended.encoded_size > max)
-                        && let Some(decided) =
-                            self.decide(id, DecisionTrigger::TraceSizeLimit, now, None)
-                    {
-                        out.decided.push(decided);
-                    }
+                    continue;
                 }
-                if !late.is_empty() {
-                    if self.record_policy {
-                        late_scopes.extend(self.mark_cached(&ss, late, late_policies));
-                    } else {
-                        ss.spans = late;
-                        late_scopes.push(ss);
-                    }
+                if let Some(hit) = self.not_sampled.get(&id).copied() {
+                    self.late_span(hit, now);
+                    self.stats.late_spans.not_sampled += 1;
+                    out.late_not_sampled_spans += 1;
+                    continue;
+                }
+                if !self.buffer.contains(&id) && self.buffer.len() >= self.settings.num_traces {
+                    self.decide_oldest(DecisionTrigger::TraceLimit, now, &mut out.decided);
+                }
+                let appended = self.buffer.append(
+                    id,
+                    span.root,
+                    &span.field,
+                    &group.resource,
+                    &group.scope,
+                    now,
+                );
+                out.buffered_spans += 1;
+                if appended.new_trace {
+                    self.stats.new_trace_id_received += 1;
+                }
+                if self
+                    .settings
+                    .max_trace_bytes
+                    .is_some_and(|max| appended.encoded_size > max)
+                    && let Some(decided) =
+                        self.decide(id, DecisionTrigger::TraceSizeLimit, now, None)
+                {
+                    out.decided.push(decided);
                 }
             }
-            if !late_scopes.is_empty() {
-                rs.scope_spans = late_scopes;
-                out.forward.push(rs);
+            if !late.is_empty() {
+                self.forward_late(&group, late, late_policies, &mut out.forward);
             }
         }
         if let Some(max) = self.settings.max_memory_bytes {
@@ -374,6 +378,30 @@ impl Sampler {
         }
         self.update_gauges();
         decided
+    }
+
+    /// Queues the late sampled spans of one group for forwarding under
+    /// their resource and scope.
+    fn forward_late(
+        &mut self,
+        group: &EncodedGroup,
+        late: Vec<Span>,
+        policies: Vec<Option<u32>>,
+        forward: &mut Vec<ResourceSpans>,
+    ) {
+        let header = ResourceSpans::decode(&group.resource[..])
+            .and_then(|rs| ScopeSpans::decode(&group.scope[..]).map(|ss| (rs, ss)));
+        let Ok((mut rs, mut ss)) = header else {
+            self.stats.policy_evaluation_error += late.len() as u64;
+            return;
+        };
+        rs.scope_spans = if self.record_policy {
+            self.mark_cached(&ss, late, policies)
+        } else {
+            ss.spans = late;
+            vec![ss]
+        };
+        forward.push(rs);
     }
 
     /// Late sampled spans of one scope, split by the policy that sampled

@@ -70,6 +70,7 @@ mod cache;
 mod clock;
 pub mod config;
 mod decision;
+mod encoded;
 mod engine;
 pub mod policy;
 #[cfg(feature = "collector")]
@@ -86,6 +87,7 @@ pub use config::{
     SpanCountConfig, StatusCodeConfig, StringAttributeConfig, TraceStateConfig,
 };
 pub use decision::{Decision, FinalDecision};
+pub use encoded::{Block, EncodedSpan, EncodedSpans};
 pub use engine::{
     CACHED_DECISION_ATTRIBUTE, DecidedTrace, DecisionTrigger, IngestOutcome, POLICY_ATTRIBUTE,
     Sampler,

@@ -37,16 +37,14 @@ use std::mem::size_of;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use prost::Message;
 
 use crate::clock::Timestamp;
 use crate::engine::DecisionTrigger;
 use crate::trace_id::TraceId;
 
-/// An encoded resource (`ResourceSpans` without scopes) or scope
-/// (`ScopeSpans` without spans), shared by the traces of one ingest call.
-pub(crate) type Block = Arc<[u8]>;
+pub(crate) use crate::encoded::Block;
 
 /// The spans of one trace under one resource and scope.
 #[derive(Debug)]
@@ -181,12 +179,14 @@ impl TraceBuffer {
         self.spans
     }
 
-    /// Buffers `span` (of trace `id`) under `resource` and `scope`, starting
-    /// the trace if it is new.
+    /// Buffers a span of trace `id`, `field` being its encoded
+    /// `ScopeSpans.spans` field (tag, length, span), under `resource` and
+    /// `scope`, starting the trace if it is new. `root`: the span has no parent.
     pub(crate) fn append(
         &mut self,
         id: TraceId,
-        span: &Span,
+        root: bool,
+        field: &[u8],
         resource: &Block,
         scope: &Block,
         now: Timestamp,
@@ -229,13 +229,13 @@ impl TraceBuffer {
             }
         };
         let buf = &mut trace.groups[group_index].spans;
-        let needed = prost::encoding::message::encoded_len(2, span);
+        let needed = field.len();
         let before = buf.capacity();
         if before - buf.len() < needed {
             // Grow by at least a quarter: amortised copying, bounded slack.
             buf.reserve_exact(needed.max(buf.len() / 4));
         }
-        prost::encoding::message::encode(2, span, buf);
+        buf.extend_from_slice(field);
         let grown = (buf.capacity() - before) as u64;
         trace.memory += grown;
         self.memory += grown;
@@ -243,7 +243,7 @@ impl TraceBuffer {
         trace.encoded_size += needed as u64;
         self.spans += 1;
 
-        if span.parent_span_id.is_empty()
+        if root
             && !trace.root_scheduled
             && let Some(wait) = self.root_wait
         {
@@ -360,9 +360,24 @@ mod tests {
     use super::*;
     use crate::policy::testutil::{rs, s, span};
     use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
+    use opentelemetry_proto::tonic::trace::v1::Span;
 
     fn block(msg: &impl Message) -> Block {
         Arc::from(msg.encode_to_vec())
+    }
+
+    /// Buffers a decoded span, encoded as the processor hands spans over.
+    fn add(
+        buf: &mut TraceBuffer,
+        id: TraceId,
+        span: &Span,
+        resource: &Block,
+        scope: &Block,
+        now: Timestamp,
+    ) -> Appended {
+        let mut field = Vec::new();
+        prost::encoding::message::encode(2, span, &mut field);
+        buf.append(id, span.parent_span_id.is_empty(), &field, resource, scope, now)
     }
 
     fn header(r: &ResourceSpans) -> Block {
@@ -392,10 +407,10 @@ mod tests {
         let (sa, sb) = (scope("x"), scope("y"));
         let t = Timestamp::from_secs(1);
         let mk = |n: &str| span(vec![s("n", n)]);
-        assert!(buf.append(id, &mk("1"), &r1, &sa, t).new_trace);
-        assert!(!buf.append(id, &mk("2"), &r2, &sa, t).new_trace);
-        buf.append(id, &mk("3"), &r1_again, &sb, t); // same resource content
-        buf.append(id, &mk("4"), &r1_again, &sa, t); // joins group 1
+        assert!(add(&mut buf, id, &mk("1"), &r1, &sa, t).new_trace);
+        assert!(!add(&mut buf, id, &mk("2"), &r2, &sa, t).new_trace);
+        add(&mut buf, id, &mk("3"), &r1_again, &sb, t); // same resource content
+        add(&mut buf, id, &mk("4"), &r1_again, &sa, t); // joins group 1
         let trace = buf.take(&id).unwrap();
         assert_eq!(trace.span_count, 4);
         let out = trace.materialize().unwrap();
@@ -432,11 +447,11 @@ mod tests {
             sp.parent_span_id = vec![9; 8];
             sp
         };
-        buf.append(a, &child(span(vec![])), &r, &sc, Timestamp::from_secs(0));
-        buf.append(b, &child(span(vec![])), &r, &sc, Timestamp::from_secs(1));
-        buf.append(c, &child(span(vec![])), &r, &sc, Timestamp::from_secs(2));
+        add(&mut buf, a, &child(span(vec![])), &r, &sc, Timestamp::from_secs(0));
+        add(&mut buf, b, &child(span(vec![])), &r, &sc, Timestamp::from_secs(1));
+        add(&mut buf, c, &child(span(vec![])), &r, &sc, Timestamp::from_secs(2));
         // b's root arrives at 3: due at 5, before its decision_wait (11).
-        buf.append(b, &span(vec![]), &r, &sc, Timestamp::from_secs(3));
+        add(&mut buf, b, &span(vec![]), &r, &sc, Timestamp::from_secs(3));
         assert_eq!(buf.next_due(), Some(Timestamp::from_secs(5)));
         assert_eq!(buf.pop_due(Timestamp::from_secs(4)), None);
         assert_eq!(
@@ -472,7 +487,7 @@ mod tests {
         let id = TraceId([5; 16]);
         let sp = span(vec![s("k", &"v".repeat(300))]);
         for _ in 0..1000 {
-            buf.append(id, &sp, &r, &sc, Timestamp::ZERO);
+            add(&mut buf, id, &sp, &r, &sc, Timestamp::ZERO);
         }
         let trace = buf.take(&id).unwrap();
         let used: usize = trace.groups.iter().map(|g| g.spans.len()).sum();

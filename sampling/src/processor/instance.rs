@@ -6,11 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use collector_core::component::{ComponentError, CreateContext, Lifecycle};
 use collector_core::consumer::{BoxConsumer, ConsumeError, Consumer, ErrorKind};
 use collector_core::observe::RateLimitedLog;
 use collector_core::pdata::{Payload, Telemetry};
 use parking_lot::{Mutex, RwLock};
+use prost::Message;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 
@@ -19,7 +21,7 @@ use super::metrics::{Metrics, ShardGauges};
 use super::output::{self, Output, OutputBudget};
 use super::shard::{Clock, Input, MAX_REQUEST_SPANS, QueueBudget, Shard};
 use super::shared::Shared;
-use super::split::split_by_trace;
+use super::split::split_encoded;
 use crate::Sampler;
 
 /// Bounds of the queues in front of the shards and behind them.
@@ -280,7 +282,24 @@ impl Consumer for TailSamplingProcessor {
             ));
         }
         let total_bytes = batch.encoded_len();
-        let split = split_by_trace(batch.into_request().resource_spans, self.shards());
+        // The received bytes, split in place; a batch something decoded
+        // and changed upstream is encoded once for this.
+        let split = split_encoded(&batch.protobuf_segments(), self.shards()).or_else(|| {
+            split_encoded(
+                &[Bytes::from(batch.request().encode_to_vec())],
+                self.shards(),
+            )
+        });
+        let Some(split) = split else {
+            // Unreachable for scanned or prost-encoded bytes; refused, counted.
+            return Err(self.refuse(
+                total_spans,
+                ConsumeError::new(
+                    ErrorKind::Internal,
+                    "tail_sampling could not read the request's encoding",
+                ),
+            ));
+        };
         let guard = self.inputs.read();
         let Some(senders) = guard.as_ref() else {
             return Err(self.refuse(total_spans, shutting_down()));
@@ -326,7 +345,7 @@ impl Consumer for TailSamplingProcessor {
         let mut parts = split.parts;
         for (shard, permit, spans, bytes) in permits {
             permit.send(Input {
-                resource_spans: std::mem::take(&mut parts[shard]),
+                encoded: std::mem::take(&mut parts[shard]),
                 spans,
                 bytes,
             });

@@ -19,7 +19,7 @@ use super::metrics::{ShardGauges, StatsExport};
 use super::output::Output;
 use super::shared::Shared;
 use super::split::{ResourceMerger, count_spans};
-use crate::{DecidedTrace, Sampler, Timestamp};
+use crate::{DecidedTrace, EncodedSpans, Sampler, Timestamp};
 
 /// Most spans handed to the next stage in one request.
 pub(crate) const MAX_REQUEST_SPANS: usize = 8192;
@@ -27,7 +27,7 @@ pub(crate) const MAX_REQUEST_SPANS: usize = 8192;
 /// A part of a request for one shard.
 #[derive(Debug)]
 pub(crate) struct Input {
-    pub(crate) resource_spans: Vec<ResourceSpans>,
+    pub(crate) encoded: EncodedSpans,
     pub(crate) spans: usize,
     pub(crate) bytes: usize,
 }
@@ -182,7 +182,7 @@ impl Shard {
                 }
                 Event::Input(Some(input)) => {
                     self.queue.release(input.spans, input.bytes);
-                    let outcome = self.sampler.ingest(input.resource_spans, self.clock.now());
+                    let outcome = self.sampler.ingest_encoded(input.encoded, self.clock.now());
                     self.emit(outcome.forward, outcome.decided);
                 }
                 Event::Input(None) => break,

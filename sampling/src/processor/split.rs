@@ -1,10 +1,14 @@
-//! Splitting a request by trace ID into one part per shard, keeping each
-//! span under its resource and scope; and merging decided traces back into
-//! few resources for delivery.
+//! Splitting a received request by trace ID into one part per shard,
+//! keeping each span under its resource and scope, without decoding it; and
+//! merging decided traces back into few resources for delivery.
 
 use std::mem;
 
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use bytes::Bytes;
+use collector_core::pdata::protowire::{Field, Fields};
+use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
+
+use crate::{Block, EncodedSpan, EncodedSpans};
 
 /// The shard (of `shards`) that owns a trace ID.
 ///
@@ -33,74 +37,92 @@ pub(crate) fn shard_of(trace_id: &[u8], shards: usize) -> usize {
 /// A request split by shard.
 #[derive(Debug)]
 pub(crate) struct Split {
-    /// One list of resources per shard (empty for shards with no span).
-    pub(crate) parts: Vec<Vec<ResourceSpans>>,
+    /// The spans of each shard (empty for shards with no span).
+    pub(crate) parts: Vec<EncodedSpans>,
     /// Spans per shard.
     pub(crate) spans: Vec<usize>,
 }
 
-/// Splits `resource_spans` into `shards` parts by trace ID. A scope whose
-/// spans all go to one shard moves there whole, as does a resource whose
-/// scopes do; otherwise the resource and scope are copied into each part.
-/// Resources and scopes without spans are left out.
-pub(crate) fn split_by_trace(resource_spans: Vec<ResourceSpans>, shards: usize) -> Split {
-    let shards = shards.max(1);
-    let mut parts: Vec<Vec<ResourceSpans>> = (0..shards).map(|_| Vec::new()).collect();
-    let mut spans = vec![0usize; shards];
-    // Reused across resources and scopes.
-    let mut scopes_by_shard: Vec<Vec<ScopeSpans>> = (0..shards).map(|_| Vec::new()).collect();
-    let mut owners: Vec<usize> = Vec::new();
-    for mut rs in resource_spans {
-        for mut ss in mem::take(&mut rs.scope_spans) {
-            if ss.spans.is_empty() {
-                continue;
-            }
-            owners.clear();
-            owners.extend(ss.spans.iter().map(|s| shard_of(&s.trace_id, shards)));
-            let first = owners[0];
-            if owners.iter().all(|&o| o == first) {
-                spans[first] += ss.spans.len();
-                scopes_by_shard[first].push(ss);
-                continue;
-            }
-            let mut groups: Vec<Vec<Span>> = (0..shards).map(|_| Vec::new()).collect();
-            for (span, &owner) in mem::take(&mut ss.spans).into_iter().zip(&owners) {
-                groups[owner].push(span);
-            }
-            for (owner, group) in groups.into_iter().enumerate() {
-                if group.is_empty() {
-                    continue;
-                }
-                spans[owner] += group.len();
-                scopes_by_shard[owner].push(ScopeSpans {
-                    scope: ss.scope.clone(),
-                    spans: group,
-                    schema_url: ss.schema_url.clone(),
-                });
-            }
-        }
-        let used: Vec<usize> = (0..shards)
-            .filter(|&s| !scopes_by_shard[s].is_empty())
-            .collect();
-        let mut original = Some(rs);
-        for (k, &owner) in used.iter().enumerate() {
-            let scope_spans = mem::take(&mut scopes_by_shard[owner]);
-            let mut out = if k + 1 == used.len() {
-                original.take().unwrap_or_default()
-            } else {
-                original
-                    .as_ref()
-                    .map_or_else(ResourceSpans::default, |rs| ResourceSpans {
-                        resource: rs.resource.clone(),
-                        scope_spans: Vec::new(),
-                        schema_url: rs.schema_url.clone(),
-                    })
-            };
-            out.scope_spans = scope_spans;
-            parts[owner].push(out);
+/// The trace ID and whether the span is a root (no parent span ID) of an
+/// encoded span; the last occurrence of a field wins, as in decoding.
+fn span_keys(span: &[u8]) -> Option<(&[u8], bool)> {
+    let mut trace_id: &[u8] = &[];
+    let mut parent: &[u8] = &[];
+    let mut fields = Fields::new(span);
+    for field in fields.by_ref() {
+        if field.is_len(1) {
+            trace_id = field.payload;
+        } else if field.is_len(4) {
+            parent = field.payload;
         }
     }
-    Split { parts, spans }
+    (!fields.failed()).then_some((trace_id, parent.is_empty()))
+}
+
+/// The raw fields of a message other than its repeated field 2 (scopes of
+/// a resource, spans of a scope), and the payloads of field 2.
+fn header_and_children(message: &[u8]) -> Option<(Vec<u8>, Vec<Field<'_>>)> {
+    let mut header = Vec::new();
+    let mut children = Vec::new();
+    let mut fields = Fields::new(message);
+    for field in fields.by_ref() {
+        if field.is_len(2) {
+            children.push(field);
+        } else {
+            header.extend_from_slice(field.raw);
+        }
+    }
+    (!fields.failed()).then_some((header, children))
+}
+
+/// Splits an encoded `ExportTraceServiceRequest` (its segments concatenate
+/// to it) into `shards` parts by trace ID without decoding it: each span
+/// goes to its trace's shard as a slice of `segments`, under copies of its
+/// resource's and scope's encoded headers, shared by every span and shard
+/// under them. Resources and scopes without spans are left out, as are
+/// unknown fields of the request (as decoding would). `None` when the bytes
+/// hold something the walk does not expect (a group, a truncated field).
+pub(crate) fn split_encoded(segments: &[Bytes], shards: usize) -> Option<Split> {
+    let shards = shards.max(1);
+    let mut parts: Vec<EncodedSpans> = (0..shards).map(|_| EncodedSpans::new()).collect();
+    let mut spans = vec![0usize; shards];
+    // Whether a shard's part has a group for the scope being walked.
+    let mut started = vec![false; shards];
+    for segment in segments {
+        let mut request = Fields::new(segment);
+        for resource_spans in request.by_ref().filter(|f| f.is_len(1)) {
+            let (header, scopes) = header_and_children(resource_spans.payload)?;
+            let resource = Block::from(header);
+            for scope_spans in scopes {
+                let (header, fields) = header_and_children(scope_spans.payload)?;
+                if fields.is_empty() {
+                    continue;
+                }
+                let scope = Block::from(header);
+                started.fill(false);
+                for field in fields {
+                    let (trace_id, root) = span_keys(field.payload)?;
+                    let shard = shard_of(trace_id, shards);
+                    if !started[shard] {
+                        parts[shard].start_group(resource.clone(), scope.clone());
+                        started[shard] = true;
+                    }
+                    let header_len = field.raw.len() - field.payload.len();
+                    parts[shard].push(EncodedSpan::new(
+                        trace_id,
+                        root,
+                        segment.slice_ref(field.raw),
+                        header_len,
+                    ));
+                    spans[shard] += 1;
+                }
+            }
+        }
+        if request.failed() {
+            return None;
+        }
+    }
+    Some(Split { parts, spans })
 }
 
 /// How many distinct resources [`ResourceMerger`] compares a new one with.
@@ -170,7 +192,10 @@ mod tests {
     use super::*;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
+    use prost::Message;
 
     fn resource(service: &str) -> Option<Resource> {
         Some(Resource {
@@ -191,6 +216,7 @@ mod tests {
         Span {
             trace_id: id,
             span_id: vec![1; 8],
+            parent_span_id: vec![2; 8],
             name: name.into(),
             ..Default::default()
         }
@@ -225,6 +251,8 @@ mod tests {
 
     #[test]
     fn every_span_lands_in_its_traces_shard_under_its_resource_and_scope() {
+        let mut root = span(3, "b-3");
+        root.parent_span_id = Vec::new();
         let batch = vec![
             ResourceSpans {
                 resource: resource("a"),
@@ -236,34 +264,55 @@ mod tests {
             },
             ResourceSpans {
                 resource: resource("b"),
-                scope_spans: vec![scope("s2", vec![span(3, "b-3")])],
+                scope_spans: vec![scope("s2", vec![root])],
                 schema_url: String::new(),
             },
         ];
-        let split = split_by_trace(batch, 3);
+        let encoded = ExportTraceServiceRequest {
+            resource_spans: batch,
+        }
+        .encode_to_vec();
+        // Split over two segments, as merged batches arrive.
+        let cut = encoded.len() / 2;
+        let cut = (1..encoded.len())
+            .map(|c| (c + cut) % encoded.len())
+            .find(|&c| {
+                ExportTraceServiceRequest::decode(&encoded[..c]).is_ok()
+                    && ExportTraceServiceRequest::decode(&encoded[c..]).is_ok()
+                    && c > 0
+            })
+            .unwrap_or(encoded.len());
+        let segments = [
+            Bytes::copy_from_slice(&encoded[..cut]),
+            Bytes::copy_from_slice(&encoded[cut..]),
+        ];
+        let split = split_encoded(&segments, 3).unwrap();
         assert_eq!(split.spans.iter().sum::<usize>(), 21);
         let mut seen = 0;
         for (owner, part) in split.parts.iter().enumerate() {
-            assert_eq!(
-                part.iter().map(count_spans).sum::<usize>(),
-                split.spans[owner]
-            );
-            for rs in part {
+            assert_eq!(part.span_count(), split.spans[owner]);
+            for group in &part.groups {
+                let rs = ResourceSpans::decode(&group.resource[..]).unwrap();
+                let mut ss = ScopeSpans::decode(&group.scope[..]).unwrap();
+                assert!(rs.scope_spans.is_empty() && ss.spans.is_empty());
                 let service = match &rs.resource.as_ref().unwrap().attributes[0].value {
                     Some(AnyValue {
                         value: Some(Value::StringValue(s)),
                     }) => s.clone(),
                     other => panic!("{other:?}"),
                 };
-                for ss in &rs.scope_spans {
-                    assert!(!ss.spans.is_empty());
-                    let scope = &ss.scope.as_ref().unwrap().name;
-                    for s in &ss.spans {
-                        assert_eq!(shard_of(&s.trace_id, 3), owner);
-                        assert!(s.name.starts_with(&service), "{} under {service}", s.name);
-                        assert_eq!(scope, if service == "a" { "s1" } else { "s2" });
-                        seen += 1;
-                    }
+                for encoded in &group.spans {
+                    ss.merge(&encoded.field[..]).unwrap();
+                }
+                let scope = &ss.scope.as_ref().unwrap().name;
+                assert_eq!(ss.spans.len(), group.spans.len());
+                for (s, encoded) in ss.spans.iter().zip(&group.spans) {
+                    assert_eq!(shard_of(&s.trace_id, 3), owner);
+                    assert_eq!(encoded.trace_id, crate::TraceId::from_slice(&s.trace_id));
+                    assert_eq!(encoded.root, s.parent_span_id.is_empty());
+                    assert!(s.name.starts_with(&service), "{} under {service}", s.name);
+                    assert_eq!(scope, if service == "a" { "s1" } else { "s2" });
+                    seen += 1;
                 }
                 if service == "a" {
                     assert_eq!(rs.schema_url, "r");
@@ -271,9 +320,12 @@ mod tests {
             }
         }
         assert_eq!(seen, 21);
-        // One shard: nothing is split.
-        let one = split_by_trace(vec![ResourceSpans::default()], 1);
-        assert_eq!(one.spans, vec![0]);
+        // One shard: everything in it.
+        let one = split_encoded(&segments, 1).unwrap();
+        assert_eq!(one.spans, vec![21]);
+        // A group at the top level, a truncated length: not split.
+        assert!(split_encoded(&[Bytes::from_static(&[0x0b, 0x0c])], 2).is_none());
+        assert!(split_encoded(&[Bytes::from_static(&[0x0a, 0x05, 0x01])], 2).is_none());
     }
 
     #[test]
