@@ -121,7 +121,8 @@ impl EncodedSpans {
                 };
                 out.start_group(resource.clone(), Block::from(scope.encode_to_vec()));
                 for span in &ss.spans {
-                    let mut field = Vec::with_capacity(prost::encoding::message::encoded_len(2, span));
+                    let mut field =
+                        Vec::with_capacity(prost::encoding::message::encoded_len(2, span));
                     prost::encoding::message::encode(2, span, &mut field);
                     let header_len = field.len() - span.encoded_len();
                     out.push(EncodedSpan::new(

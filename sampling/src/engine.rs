@@ -13,10 +13,10 @@ use crate::cache::{CachedDecision, DecisionCache};
 use crate::clock::Timestamp;
 use crate::config::{ConfigError, ConfigIssue, SamplerConfig};
 use crate::decision::{FinalDecision, PolicySet};
+use crate::encoded::{EncodedGroup, EncodedSpans};
 use crate::policy::TraceView;
 use crate::stats::SamplerStats;
-use crate::encoded::{EncodedGroup, EncodedSpans};
-use crate::trace_buffer::{BufferedTrace, TraceBuffer};
+use crate::trace_buffer::{BufferedTrace, SpanGroup, TraceBuffer};
 use crate::trace_id::TraceId;
 
 /// The scope attribute naming the policy that sampled a trace, when
@@ -79,6 +79,10 @@ pub struct DecidedTrace {
     /// The spans, regrouped by resource and scope, when sampled; empty when
     /// not sampled.
     pub resource_spans: Vec<ResourceSpans>,
+    /// The sampled spans as they were buffered, encoded, when nothing
+    /// changed them since (no `tailsampling.policy` to record): the
+    /// processor forwards these bytes instead of encoding `resource_spans`.
+    pub(crate) encoded: Option<Vec<SpanGroup>>,
 }
 
 /// What [`Sampler::ingest`] did with a batch.
@@ -502,7 +506,10 @@ impl Sampler {
                 .decision_lateness_ms
                 .record(u64::try_from(late).unwrap_or(u64::MAX));
         }
-        let (decision, policy_indexes, mut batches) = match trace.materialize() {
+        let materialized = trace.materialize();
+        let first_seen = trace.first_seen;
+        let span_count = trace.span_count;
+        let (decision, policy_indexes, mut batches) = match materialized {
             Ok(batches) => {
                 let view = TraceView {
                     trace_id: &id,
@@ -515,7 +522,8 @@ impl Sampler {
                 (verdict.decision, verdict.policies, batches)
             }
             Err(_) => {
-                // Cannot happen for bytes we encoded; never panic, never keep.
+                // Cannot happen for bytes the receiver's scanner accepted or
+                // prost wrote; never panic, never keep.
                 self.stats.policy_evaluation_error += 1;
                 (FinalDecision::NotSampled, Vec::new(), Vec::new())
             }
@@ -527,6 +535,7 @@ impl Sampler {
             .filter_map(|&i| names.get(i).cloned())
             .collect();
         let sampled = decision.is_sampled();
+        let mut encoded = None;
         if sampled {
             let first = policy_indexes.first().and_then(|&i| u32::try_from(i).ok());
             self.sampled.insert(
@@ -536,9 +545,9 @@ impl Sampler {
                     policy: first,
                 },
             );
-            if self.record_policy
-                && let Some(name) = policies.first()
-            {
+            if !self.record_policy {
+                encoded = Some(trace.into_groups());
+            } else if let Some(name) = policies.first() {
                 for rs in &mut batches {
                     for ss in &mut rs.scope_spans {
                         let scope = ss.scope.get_or_insert_with(InstrumentationScope::default);
@@ -566,9 +575,10 @@ impl Sampler {
             decision,
             policies,
             trigger,
-            first_seen: trace.first_seen,
-            span_count: trace.span_count,
+            first_seen,
+            span_count,
             resource_spans: batches,
+            encoded,
         }
     }
 }

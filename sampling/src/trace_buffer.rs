@@ -47,12 +47,12 @@ use crate::trace_id::TraceId;
 pub(crate) use crate::encoded::Block;
 
 /// The spans of one trace under one resource and scope.
-#[derive(Debug)]
-struct SpanGroup {
-    resource: Block,
-    scope: Block,
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SpanGroup {
+    pub(crate) resource: Block,
+    pub(crate) scope: Block,
     /// Spans encoded as `ScopeSpans` field 2 records.
-    spans: Vec<u8>,
+    pub(crate) spans: Vec<u8>,
 }
 
 impl SpanGroup {
@@ -88,6 +88,11 @@ const GROUP_OVERHEAD: u64 = (size_of::<SpanGroup>() + 16) as u64;
 const GROUP_FRAMING: u64 = 12;
 
 impl BufferedTrace {
+    /// The trace's spans, encoded, by resource and scope.
+    pub(crate) fn into_groups(self) -> Vec<SpanGroup> {
+        self.groups
+    }
+
     /// The trace as `ResourceSpans`: one per distinct resource, one
     /// `ScopeSpans` per distinct scope, spans in arrival order.
     pub(crate) fn materialize(&self) -> Result<Vec<ResourceSpans>, prost::DecodeError> {
@@ -377,7 +382,14 @@ mod tests {
     ) -> Appended {
         let mut field = Vec::new();
         prost::encoding::message::encode(2, span, &mut field);
-        buf.append(id, span.parent_span_id.is_empty(), &field, resource, scope, now)
+        buf.append(
+            id,
+            span.parent_span_id.is_empty(),
+            &field,
+            resource,
+            scope,
+            now,
+        )
     }
 
     fn header(r: &ResourceSpans) -> Block {
@@ -447,9 +459,30 @@ mod tests {
             sp.parent_span_id = vec![9; 8];
             sp
         };
-        add(&mut buf, a, &child(span(vec![])), &r, &sc, Timestamp::from_secs(0));
-        add(&mut buf, b, &child(span(vec![])), &r, &sc, Timestamp::from_secs(1));
-        add(&mut buf, c, &child(span(vec![])), &r, &sc, Timestamp::from_secs(2));
+        add(
+            &mut buf,
+            a,
+            &child(span(vec![])),
+            &r,
+            &sc,
+            Timestamp::from_secs(0),
+        );
+        add(
+            &mut buf,
+            b,
+            &child(span(vec![])),
+            &r,
+            &sc,
+            Timestamp::from_secs(1),
+        );
+        add(
+            &mut buf,
+            c,
+            &child(span(vec![])),
+            &r,
+            &sc,
+            Timestamp::from_secs(2),
+        );
         // b's root arrives at 3: due at 5, before its decision_wait (11).
         add(&mut buf, b, &span(vec![]), &r, &sc, Timestamp::from_secs(3));
         assert_eq!(buf.next_due(), Some(Timestamp::from_secs(5)));

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::metrics::{ShardGauges, StatsExport};
 use super::output::Output;
 use super::shared::Shared;
-use super::split::{ResourceMerger, count_spans};
+use super::split::{EncodedMerger, ResourceMerger, count_spans};
 use crate::{DecidedTrace, EncodedSpans, Sampler, Timestamp};
 
 /// Most spans handed to the next stage in one request.
@@ -121,6 +121,7 @@ pub(crate) struct Shard {
     clock: Clock,
     export: StatsExport,
     merger: ResourceMerger,
+    encoded_merger: EncodedMerger,
 }
 
 impl Shard {
@@ -144,6 +145,7 @@ impl Shard {
             clock,
             export,
             merger: ResourceMerger::default(),
+            encoded_merger: EncodedMerger::default(),
         }
     }
 
@@ -208,17 +210,31 @@ impl Shard {
                 continue;
             }
             let spans: usize = trace.resource_spans.iter().map(count_spans).sum();
-            if self.merger.spans() > 0 && self.merger.spans() + spans > MAX_REQUEST_SPANS {
+            if self.merged_spans() > 0 && self.merged_spans() + spans > MAX_REQUEST_SPANS {
                 self.queue_merged();
             }
-            self.merger.add(trace.resource_spans);
+            match trace.encoded {
+                Some(groups) => self.encoded_merger.add(groups, spans),
+                None => self.merger.add(trace.resource_spans),
+            }
         }
         self.queue_merged();
         self.publish();
     }
 
-    /// Encodes what the merger holds into one request for the output queue.
+    /// Spans both mergers hold.
+    fn merged_spans(&self) -> usize {
+        self.merger.spans() + self.encoded_merger.spans()
+    }
+
+    /// Queues what the mergers hold for delivery: the buffered bytes of
+    /// traces as they came, and an encoding of the decoded spans (late
+    /// spans, spans with `tailsampling.policy` recorded).
     fn queue_merged(&mut self) {
+        let (encoded, spans) = self.encoded_merger.take();
+        if spans > 0 {
+            self.output.push(encoded, spans);
+        }
         let (resource_spans, spans) = self.merger.take();
         if spans == 0 {
             return;

@@ -3,11 +3,13 @@
 //! merging decided traces back into few resources for delivery.
 
 use std::mem;
+use std::sync::Arc;
 
-use bytes::Bytes;
-use collector_core::pdata::protowire::{Field, Fields};
+use bytes::{BufMut, Bytes, BytesMut};
+use collector_core::pdata::protowire::{Field, Fields, len_field_overhead, put_len_field};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
+use crate::trace_buffer::SpanGroup;
 use crate::{Block, EncodedSpan, EncodedSpans};
 
 /// The shard (of `shards`) that owns a trace ID.
@@ -182,6 +184,89 @@ impl ResourceMerger {
     }
 }
 
+/// Builds one encoded request out of the buffered bytes of many decided
+/// traces, putting the spans of traces under the same resource and scope
+/// under one entry, as [`ResourceMerger`] does for decoded spans, and
+/// writing the buffered span bytes as they are.
+#[derive(Debug, Default)]
+pub(crate) struct EncodedMerger {
+    /// Resource headers with their scope headers and spans.
+    resources: Vec<(Block, Vec<ScopeEntry>)>,
+    spans: usize,
+}
+
+/// A scope header and the encoded spans under it.
+type ScopeEntry = (Block, Vec<u8>);
+
+/// The same block: the same allocation (traces of one request share it)
+/// or the same bytes.
+fn same(a: &Block, b: &Block) -> bool {
+    Arc::ptr_eq(a, b) || a[..] == b[..]
+}
+
+impl EncodedMerger {
+    /// Adds a trace's groups holding `spans` spans.
+    pub(crate) fn add(&mut self, groups: Vec<SpanGroup>, spans: usize) {
+        self.spans += spans;
+        for group in groups {
+            let start = self.resources.len().saturating_sub(MERGE_WINDOW);
+            let existing = self.resources[start..]
+                .iter_mut()
+                .rev()
+                .find(|(resource, _)| same(resource, &group.resource));
+            let Some((_, scopes)) = existing else {
+                self.resources
+                    .push((group.resource, vec![(group.scope, group.spans)]));
+                continue;
+            };
+            let start = scopes.len().saturating_sub(MERGE_WINDOW);
+            match scopes[start..]
+                .iter_mut()
+                .rev()
+                .find(|(scope, _)| same(scope, &group.scope))
+            {
+                Some((_, bytes)) => bytes.extend_from_slice(&group.spans),
+                None => scopes.push((group.scope, group.spans)),
+            }
+        }
+    }
+
+    /// Spans added so far.
+    pub(crate) fn spans(&self) -> usize {
+        self.spans
+    }
+
+    /// The merged traces as an encoded `ExportTraceServiceRequest` and its
+    /// span count, leaving the merger empty.
+    pub(crate) fn take(&mut self) -> (Bytes, usize) {
+        let scope_len = |(scope, spans): &ScopeEntry| scope.len() + spans.len();
+        let resource_len = |(resource, scopes): &(Block, Vec<ScopeEntry>)| {
+            resource.len()
+                + scopes
+                    .iter()
+                    .map(|s| len_field_overhead(scope_len(s)) + scope_len(s))
+                    .sum::<usize>()
+        };
+        let total: usize = self
+            .resources
+            .iter()
+            .map(|r| len_field_overhead(resource_len(r)) + resource_len(r))
+            .sum();
+        let mut out = BytesMut::with_capacity(total);
+        for entry in mem::take(&mut self.resources) {
+            put_len_field(&mut out, 1, resource_len(&entry));
+            let (resource, scopes) = entry;
+            out.put_slice(&resource);
+            for scope in scopes {
+                put_len_field(&mut out, 2, scope_len(&scope));
+                out.put_slice(&scope.0);
+                out.put_slice(&scope.1);
+            }
+        }
+        (out.freeze(), mem::take(&mut self.spans))
+    }
+}
+
 /// Spans under a resource.
 pub(crate) fn count_spans(rs: &ResourceSpans) -> usize {
     rs.scope_spans.iter().map(|ss| ss.spans.len()).sum()
@@ -190,9 +275,9 @@ pub(crate) fn count_spans(rs: &ResourceSpans) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ScopeSpans, Span};
     use prost::Message;
@@ -350,5 +435,63 @@ mod tests {
         assert_eq!(out[0].scope_spans[0].spans.len(), 4);
         assert_eq!(out[1].scope_spans[0].spans.len(), 2);
         assert_eq!(merger.spans(), 0);
+    }
+    #[test]
+    fn encoded_merger_writes_what_the_resource_merger_builds() {
+        let trace = |service: &str, scope_name: &str, t: u64| ResourceSpans {
+            resource: resource(service),
+            scope_spans: vec![scope(scope_name, vec![span(t, "x"), span(t, "y")])],
+            schema_url: String::new(),
+        };
+        let traces = [
+            trace("a", "s", 1),
+            trace("b", "s", 2),
+            trace("a", "s", 3),
+            trace("a", "t", 4),
+        ];
+        // Each trace as the buffer holds it: blocks of equal bytes, not
+        // shared allocations, as traces from different requests.
+        let mut encoded = EncodedMerger::default();
+        let mut decoded = ResourceMerger::default();
+        for rs in &traces {
+            let ss = &rs.scope_spans[0];
+            let mut spans = Vec::new();
+            for sp in &ss.spans {
+                prost::encoding::message::encode(2, sp, &mut spans);
+            }
+            let group = SpanGroup {
+                resource: Block::from(
+                    ResourceSpans {
+                        scope_spans: Vec::new(),
+                        ..rs.clone()
+                    }
+                    .encode_to_vec(),
+                ),
+                scope: Block::from(
+                    ScopeSpans {
+                        spans: Vec::new(),
+                        ..ss.clone()
+                    }
+                    .encode_to_vec(),
+                ),
+                spans,
+            };
+            encoded.add(vec![group], 2);
+            decoded.add(vec![rs.clone()]);
+        }
+        assert_eq!(encoded.spans(), 8);
+        let (bytes, spans) = encoded.take();
+        assert_eq!(spans, 8);
+        assert_eq!(encoded.spans(), 0);
+        // The receiver's scanner accepts it and counts the same spans.
+        let batch = collector_core::pdata::Traces::decode(bytes.clone()).unwrap();
+        assert_eq!(batch.item_count(), 8);
+        let (expected, _) = decoded.take();
+        assert_eq!(
+            ExportTraceServiceRequest::decode(bytes).unwrap(),
+            ExportTraceServiceRequest {
+                resource_spans: expected
+            }
+        );
     }
 }
