@@ -148,10 +148,12 @@ async fn deliver_one(balancer: &Balancer, backend: &Backend, mut item: Item) -> 
             _ = balancer.hard_stop.cancelled() => return Delivered::Stopped(item),
             result = attempt(balancer, &sender, &item) => result,
         };
-        let (result, unanswered) = match result {
-            Attempt::Finished(result) => (result, false),
-            Attempt::TimedOut(error) => (Err(error), true),
-        };
+        // Nothing came back within the attempt timeout, whichever timer
+        // ended the attempt: ours, or tonic's enforcement of the
+        // `grpc-timeout` header (the same duration), which reports itself as
+        // a transport error ("Timeout expired") and may fire first.
+        let timeout = balancer.settings.attempt_timeout;
+        let unanswered = result.is_err() && !timeout.is_zero() && started.elapsed() >= timeout;
         backend.metrics.attempt(result.is_ok(), started);
         let error = match result {
             Ok(outcome) => {
@@ -204,24 +206,20 @@ async fn deliver_one(balancer: &Balancer, backend: &Backend, mut item: Item) -> 
     }
 }
 
-/// How one attempt ended.
-enum Attempt {
-    /// The send ended on its own: an answer, or a failure it saw.
-    Finished(Result<SendOutcome, ConsumeError>),
-    /// Nothing came back within the attempt timeout.
-    TimedOut(ConsumeError),
-}
-
 /// One send over `sender`, bounded by the attempt timeout.
-async fn attempt(balancer: &Balancer, sender: &Arc<dyn Sender>, item: &Item) -> Attempt {
+async fn attempt(
+    balancer: &Balancer,
+    sender: &Arc<dyn Sender>,
+    item: &Item,
+) -> Result<SendOutcome, ConsumeError> {
     let timeout = balancer.settings.attempt_timeout;
     let send = sender.send(&item.payload);
     if timeout.is_zero() {
-        return Attempt::Finished(send.await);
+        return send.await;
     }
     match tokio::time::timeout(timeout, send).await {
-        Ok(result) => Attempt::Finished(result),
-        Err(_) => Attempt::TimedOut(ConsumeError::new(
+        Ok(result) => result,
+        Err(_) => Err(ConsumeError::new(
             ErrorKind::DeadlineExceeded,
             format!("request timed out after {}", duration::format(timeout)),
         )),
