@@ -11,9 +11,9 @@
 
 mod client;
 pub mod json;
-pub mod protowire;
 mod logs;
 mod metrics;
+pub mod protowire;
 pub mod rpc;
 mod signal;
 mod telemetry;

@@ -19,7 +19,7 @@ use crate::helper::{Sender, Sizer};
 use collector_core::consumer::ConsumeError;
 use collector_core::observe::{Counter, Histogram, MetricsRegistry};
 use collector_core::pdata::Payload;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use std::collections::VecDeque;
 use std::pin::pin;
 use std::sync::Arc;
@@ -201,7 +201,9 @@ impl BackendMetrics {
 /// One backend of the ring.
 pub(crate) struct Backend {
     pub(crate) endpoint: Endpoint,
-    pub(crate) sender: Arc<dyn Sender>,
+    /// Its transport; replaced by a new one (a new connection) when an
+    /// attempt went unanswered (see `Balancer::reconnect`).
+    sender: RwLock<Arc<dyn Sender>>,
     pub(crate) metrics: BackendMetrics,
     lane: Mutex<Lane>,
     capacity: Option<u64>,
@@ -242,7 +244,7 @@ impl Backend {
     ) -> Self {
         Self {
             endpoint,
-            sender,
+            sender: RwLock::new(sender),
             metrics,
             lane: Mutex::new(Lane::default()),
             capacity,
@@ -255,6 +257,29 @@ impl Backend {
             removed: AtomicBool::new(false),
             struck: AtomicBool::new(false),
         }
+    }
+
+    /// The current transport. An attempt keeps the one it started on, so
+    /// a replaced transport lives until its last attempt ended.
+    pub(crate) fn sender(&self) -> Arc<dyn Sender> {
+        self.sender.read().clone()
+    }
+
+    /// Whether `sender` is still the current transport.
+    pub(crate) fn is_current(&self, sender: &Arc<dyn Sender>) -> bool {
+        Arc::ptr_eq(&self.sender.read(), sender)
+    }
+
+    /// Puts `new` in place of `old`, unless `old` was already replaced
+    /// (several attempts on one dead connection time out together: only
+    /// the first replaces it). Returns whether it did.
+    pub(crate) fn replace_sender(&self, old: &Arc<dyn Sender>, new: Arc<dyn Sender>) -> bool {
+        let mut sender = self.sender.write();
+        if !Arc::ptr_eq(&sender, old) {
+            return false;
+        }
+        *sender = new;
+        true
     }
 
     /// The ring's string for this backend.

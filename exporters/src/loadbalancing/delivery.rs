@@ -7,7 +7,9 @@
 //! - the connection failed (refused, reset, cannot connect) or the attempt
 //!   timed out (the backend accepts connections but does not answer, e.g.
 //!   it is frozen): the backend is quarantined (left out of the ring for a
-//!   while) and the data re-routed to the trace's new owner at once;
+//!   while) and the data re-routed to the trace's new owner at once; after
+//!   a timeout the backend also gets a new connection (see
+//!   `Balancer::reconnect`);
 //! - other retryable failures (Unavailable or ResourceExhausted from the
 //!   server: it is alive and pushing back): retried on the same backend with
 //!   `protocol.otlp.retry_on_failure`; when those retries run out the
@@ -18,8 +20,8 @@
 use super::backend::{Backend, Item};
 use super::balancer::Balancer;
 use super::routing::split_to_fit;
-use crate::helper::SendOutcome;
 use crate::helper::retry::Backoff;
+use crate::helper::{SendOutcome, Sender};
 use collector_core::config::duration;
 use collector_core::consumer::{ConsumeError, ErrorKind};
 use std::pin::pin;
@@ -83,7 +85,7 @@ pub(crate) async fn work(balancer: Arc<Balancer>, backend: Arc<Backend>) {
 
 /// Sends an item, in parts that fit the transport's request limit.
 async fn deliver(balancer: &Arc<Balancer>, backend: &Arc<Backend>, mut item: Item) {
-    let limit = backend.sender.max_request_bytes();
+    let limit = backend.sender().max_request_bytes();
     let payload = std::mem::replace(
         &mut item.payload,
         collector_core::pdata::Payload::empty(collector_core::pdata::Signal::Traces),
@@ -140,11 +142,18 @@ async fn deliver_one(balancer: &Balancer, backend: &Backend, mut item: Item) -> 
             continue;
         }
         let started = Instant::now();
+        let sender = backend.sender();
         let result = tokio::select! {
             biased;
             _ = balancer.hard_stop.cancelled() => return Delivered::Stopped(item),
-            result = attempt(balancer, backend, &item) => result,
+            result = attempt(balancer, &sender, &item) => result,
         };
+        // Nothing came back within the attempt timeout, whichever timer
+        // ended the attempt: ours, or tonic's enforcement of the
+        // `grpc-timeout` header (the same duration), which reports itself as
+        // a transport error ("Timeout expired") and may fire first.
+        let timeout = balancer.settings.attempt_timeout;
+        let unanswered = result.is_err() && !timeout.is_zero() && started.elapsed() >= timeout;
         backend.metrics.attempt(result.is_ok(), started);
         let error = match result {
             Ok(outcome) => {
@@ -156,6 +165,9 @@ async fn deliver_one(balancer: &Balancer, backend: &Backend, mut item: Item) -> 
         };
         if is_connection_failure(&error) || error.kind() == ErrorKind::DeadlineExceeded {
             balancer.quarantine(backend, &error);
+            if unanswered {
+                balancer.reconnect(backend, &sender);
+            }
             return Delivered::Reroute(item);
         }
         if !error.is_retryable() {
@@ -194,14 +206,14 @@ async fn deliver_one(balancer: &Balancer, backend: &Backend, mut item: Item) -> 
     }
 }
 
-/// One send, bounded by the attempt timeout.
+/// One send over `sender`, bounded by the attempt timeout.
 async fn attempt(
     balancer: &Balancer,
-    backend: &Backend,
+    sender: &Arc<dyn Sender>,
     item: &Item,
 ) -> Result<SendOutcome, ConsumeError> {
     let timeout = balancer.settings.attempt_timeout;
-    let send = backend.sender.send(&item.payload);
+    let send = sender.send(&item.payload);
     if timeout.is_zero() {
         return send.await;
     }

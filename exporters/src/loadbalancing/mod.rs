@@ -17,7 +17,10 @@
 //! is routed again over the new ring; when sends to a backend fail with a
 //! connection error or time out, or keep failing past
 //! `protocol.otlp.retry_on_failure`, the backend is quarantined (left out of the ring for 1s, doubling per
-//! strike up to 30s, reset by a successful send) and its data re-routed. If
+//! strike up to 30s, reset by a successful send) and its data re-routed; an
+//! attempt that got no answer within `timeout` also drops the backend's
+//! connection, so that a blackholed one is not reused (see
+//! `Balancer::reconnect`). If
 //! every backend is quarantined, all of them are used (with the top-level
 //! `retry_on_failure` intervals between rounds). A joining backend takes
 //! only the traces the ring moves to it. Data is dropped only when the

@@ -448,6 +448,8 @@ struct Fleet {
     modes: Mutex<HashMap<String, Mode>>,
     received: Mutex<Vec<(String, Payload)>>,
     attempts: Mutex<HashMap<String, usize>>,
+    /// Transports made for each endpoint.
+    connects: Mutex<HashMap<String, usize>>,
     changed: Notify,
 }
 
@@ -467,6 +469,10 @@ impl Fleet {
 
     fn attempts(&self, endpoint: &str) -> usize {
         self.attempts.lock().get(endpoint).copied().unwrap_or(0)
+    }
+
+    fn connects(&self, endpoint: &str) -> usize {
+        self.connects.lock().get(endpoint).copied().unwrap_or(0)
     }
 
     /// Endpoint of every received span, by span ID; panics on a duplicate.
@@ -536,6 +542,7 @@ fn exporter(id: &str, yaml: &str, fleet: &Arc<Fleet>) -> (LoadBalancingExporter,
     let ctx = ctx(id);
     let f = fleet.clone();
     let connect: Connector = Arc::new(move |e: &Endpoint| {
+        *f.connects.lock().entry(e.key.clone()).or_default() += 1;
         Ok(Arc::new(FakeSender {
             endpoint: e.key.clone(),
             fleet: f.clone(),
@@ -778,6 +785,46 @@ async fn a_refused_connection_quarantines_the_backend_and_reroutes_its_share() {
         send(&exporter, chunk, 2).await;
     }
     until("all delivered", || fleet.span_count() == 400).await;
+    assert_placed(
+        &fleet,
+        &second,
+        &HashRing::new(&["a:4317", "b:4317", "c:4317"]),
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unanswered_attempt_gives_the_backend_a_new_connection() {
+    let fleet = Arc::new(Fleet::default());
+    let (exporter, _ctx) = exporter("loadbalancing/h", THREE, &fleet);
+    // a never answers (a blackhole); b refuses connections.
+    fleet.set("a:4317", Mode::Hold);
+    fleet.set("b:4317", Mode::Refuse);
+    exporter.start().await.unwrap();
+    let first = ids(42, 100);
+    for chunk in first.chunks(20) {
+        send(&exporter, chunk, 2).await;
+    }
+    until("all delivered at c", || fleet.span_count() == 200).await;
+    // a's attempts timed out: its transport was replaced (once per dead
+    // one, however many attempts were on it). A refused connection is
+    // redialled by the transport itself: b keeps its own.
+    assert!(fleet.attempts("a:4317") > 0);
+    assert!(fleet.connects("a:4317") >= 2, "{:?}", fleet.connects);
+    assert_eq!(fleet.connects("b:4317"), 1);
+    assert_eq!(fleet.connects("c:4317"), 1);
+    // Once a answers, it is back in the ring after its quarantine.
+    fleet.set("a:4317", Mode::Accept);
+    fleet.set("b:4317", Mode::Accept);
+    until("a and b back in the ring", || {
+        exporter.ring_endpoints().len() == 3
+    })
+    .await;
+    fleet.received.lock().clear();
+    let second = ids(43, 100);
+    for chunk in second.chunks(20) {
+        send(&exporter, chunk, 2).await;
+    }
+    until("all delivered", || fleet.span_count() == 200).await;
     assert_placed(
         &fleet,
         &second,

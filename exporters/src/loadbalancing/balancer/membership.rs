@@ -3,6 +3,7 @@
 //! data that was queued for a backend that stopped being a target.
 
 use super::{Balancer, Quarantine, Routing, State};
+use crate::helper::Sender;
 use crate::loadbalancing::backend::{Backend, BackendMetrics, Item};
 use crate::loadbalancing::config::Endpoint;
 use crate::loadbalancing::ring::HashRing;
@@ -191,6 +192,52 @@ impl Balancer {
         self.rebuild(&mut state);
         drop(state);
         self.quarantine_changed.notify_waiters();
+    }
+
+    /// Gives `backend` a new transport in place of `dead`, whose attempt
+    /// went unanswered until the attempt timeout: the next attempt (after
+    /// the quarantine) dials a new connection instead of reusing this one.
+    ///
+    /// A timeout with no answer says nothing about whether the connection
+    /// is alive. After a blackhole (the path swallows the bytes, the
+    /// connection is never reset) it is dead, but nothing closes it:
+    /// keepalive pings would, yet with the defaults (`keepalive.time` 10s,
+    /// `permit_without_stream: false`, as otelcol) pings go only while a
+    /// request is open, and each request ends at `timeout` (5s) first; TCP
+    /// gives up only after many minutes of retransmissions, or never when
+    /// something on the path still acknowledges the bytes. otelcol (grpc-go)
+    /// keeps a connection whose RPC passed its deadline and relies on
+    /// keepalive alone, so it has the same weakness with these defaults.
+    /// Here a connection whose request went unanswered is not trusted
+    /// again: its requests still in flight end as they would, then it is
+    /// closed. The cost for a backend that is merely slow is one new
+    /// connection.
+    pub(crate) fn reconnect(&self, backend: &Backend, dead: &Arc<dyn Sender>) {
+        if backend.is_removed() || !backend.is_current(dead) {
+            return;
+        }
+        match (self.connect)(&backend.endpoint) {
+            Ok(sender) => {
+                if backend.replace_sender(dead, sender) {
+                    tracing::info!(
+                        exporter = %self.id,
+                        endpoint = %backend.endpoint.dial,
+                        "A request to the backend went unanswered: its connection is dropped, the next attempt dials a new one"
+                    );
+                }
+            }
+            Err(e) => {
+                if let Some(suppressed) = self.retry_log.check() {
+                    tracing::error!(
+                        exporter = %self.id,
+                        endpoint = %backend.endpoint.dial,
+                        error = %e,
+                        suppressed,
+                        "cannot create a new exporter for a backend; keeping its connection"
+                    );
+                }
+            }
+        }
     }
 
     /// A send to `backend` succeeded: forget its strikes once its quarantine ended.
