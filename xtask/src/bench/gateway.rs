@@ -6,7 +6,8 @@
 //!
 //! Measurements, each on a fresh process:
 //!
-//! - **Throughput** (`decision_wait` [`THROUGHPUT_WAIT`]), once per
+//! - **Throughput** (`decision_wait` [`THROUGHPUT_WAIT`], `num_traces`
+//!   [`THROUGHPUT_NUM_TRACES`]), once per
 //!   [`Variant`] (the embedded config, and a diagnostic one with a larger
 //!   `batch`), `--rounds` times each: `otel-loadgen`
 //!   sends traces of 10 spans, 100 spans per request, from four services
@@ -48,6 +49,12 @@ use super::{Bench, LoadgenSummary, START_TIMEOUT, with_fresh_ports};
 
 /// `decision_wait` of the throughput run.
 const THROUGHPUT_WAIT: Duration = Duration::from_secs(2);
+/// `num_traces` of the throughput run: room for every trace of
+/// `decision_wait` at 500 k spans/s (100 k traces) several times over, so
+/// that traces are decided when due, not early because the buffer is full
+/// (the embedded config's 50,000 suits its 10 s wait at a cluster's rate,
+/// not 2 s at the bench's).
+const THROUGHPUT_NUM_TRACES: u64 = 400_000;
 /// `decision_wait` of the memory run: long enough that nothing is decided
 /// while the traces are sent and RSS is read.
 const MEMORY_WAIT: Duration = Duration::from_secs(120);
@@ -618,7 +625,13 @@ fn settle(
 
 fn throughput_round(bench: &mut Bench<'_>, variant: &Variant) -> Result<Throughput> {
     let log = format!("gateway-{}", variant.name);
-    let mut gateway = start(bench, &log, THROUGHPUT_WAIT, None, variant.sets)?;
+    let mut gateway = start(
+        bench,
+        &log,
+        THROUGHPUT_WAIT,
+        Some(THROUGHPUT_NUM_TRACES),
+        variant.sets,
+    )?;
     let pid = gateway.guard.pid();
     let ticks = probe::clock_ticks_per_second();
     let args = load_args(None, None);
