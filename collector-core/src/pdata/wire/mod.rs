@@ -65,7 +65,13 @@ pub(crate) struct Schema {
 
 impl Schema {
     fn kind(&self, tag: u32) -> Option<Kind> {
-        self.fields.iter().find(|(t, _)| *t == tag).map(|(_, k)| *k)
+        // Most tables list tags 1, 2, 3... in order: try the tag's own slot
+        // before searching.
+        let slot = usize::try_from(tag).ok()?.checked_sub(1)?;
+        match self.fields.get(slot) {
+            Some(&(t, kind)) if t == tag => Some(kind),
+            _ => self.fields.iter().find(|(t, _)| *t == tag).map(|(_, k)| *k),
+        }
     }
 }
 
@@ -97,6 +103,13 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn varint(&mut self) -> Result<u64, WireError> {
+        // Tags, lengths and small numbers: one byte.
+        if let Some((&byte, rest)) = self.buf.split_first()
+            && byte < 0x80
+        {
+            self.buf = rest;
+            return Ok(u64::from(byte));
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let Some((&byte, rest)) = self.buf.split_first() else {
@@ -225,7 +238,9 @@ fn scan_message(
             Kind::Str => {
                 expect(LEN)?;
                 let bytes = reader.length_delimited()?;
-                if std::str::from_utf8(bytes).is_err() {
+                // ASCII (keys, names, most values) is checked a word at a
+                // time; anything else gets the full UTF-8 check.
+                if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
                     return Err(WireError("invalid string value: data is not UTF-8 encoded"));
                 }
             }

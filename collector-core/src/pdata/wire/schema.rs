@@ -64,7 +64,6 @@ static SPAN: Schema = item(
         (2, Bytes),
         (3, Str),
         (4, Bytes),
-        (16, Fixed32),
         (5, Str),
         (6, Varint),
         (7, Fixed64),
@@ -76,6 +75,7 @@ static SPAN: Schema = item(
         (13, Message(&LINK)),
         (14, Varint),
         (15, Message(&STATUS)),
+        (16, Fixed32),
     ],
     Ids::Span,
 );
