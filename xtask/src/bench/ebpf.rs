@@ -69,9 +69,12 @@ pub(crate) enum Build {
     Mimalloc,
 }
 
+/// Environment variables set for a variant.
+type Env = &'static [(&'static str, &'static str)];
+
 /// The agent's runtime and allocator settings compared side by side at
 /// [`VARIANT_RATE`]: a name, the binary and the environment that selects it.
-const VARIANTS: [(&str, Build, &[(&str, &str)]); 8] = [
+const VARIANTS: [(&str, Build, Env); 8] = [
     ("default build (glibc, 1 arena)", Build::Default, &[]),
     (
         "glibc MALLOC_ARENA_MAX=2",
