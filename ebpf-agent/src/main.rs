@@ -47,6 +47,12 @@ fn components() -> Result<Factories, FactoryError> {
     Ok(factories)
 }
 
+/// The agent's heap allocator with the `mimalloc` feature; without it, the
+/// C library's (see [`MALLOC_ARENAS`] for glibc's settings).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// glibc malloc arenas unless `MALLOC_ARENA_MAX` says otherwise. glibc
 /// gives threads arenas of their own; the events loop allocates spans on
 /// one worker and the exporter frees them on another, and the freed memory
@@ -68,8 +74,38 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// With `OLLY_MALLOC_TRIM_INTERVAL_MS=N` (glibc only), a thread returns
+/// glibc's free pages to the kernel with `malloc_trim(0)` every N ms. For
+/// measuring (the bench's variants); off by default.
+fn start_malloc_trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if let Some(ms) = std::env::var("OLLY_MALLOC_TRIM_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+    {
+        let interval = std::time::Duration::from_millis(ms);
+        let spawned = std::thread::Builder::new()
+            .name("malloc-trim".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(interval);
+                    // SAFETY: malloc_trim only releases free heap pages;
+                    // glibc's malloc is thread-safe.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("ebpf-agent: malloc-trim thread: {e}");
+        }
+    }
+}
+
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    start_malloc_trim();
     let default_config = match default_config::from_env() {
         Ok(config) => config,
         Err(reason) => {

@@ -267,6 +267,8 @@ struct Layout {
     gateway: PathBuf,
     browser: PathBuf,
     ebpf_agent: PathBuf,
+    /// `ebpf-agent` built with its `mimalloc` feature (see [`ebpf::Build`]).
+    ebpf_agent_mimalloc: PathBuf,
     http_bench: PathBuf,
     loadgen: PathBuf,
     sink: PathBuf,
@@ -288,6 +290,7 @@ impl Layout {
             gateway: release.join("gateway-collector"),
             browser: release.join("browser-collector"),
             ebpf_agent: release.join("ebpf-agent"),
+            ebpf_agent_mimalloc: release.join("ebpf-agent-mimalloc"),
             http_bench: release.join("ebpf-http-bench"),
             loadgen: release.join("otel-loadgen"),
             sink: release.join("otel-sink"),
@@ -331,6 +334,28 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     std::fs::create_dir_all(&layout.log_dir)
         .with_context(|| format!("creating {}", layout.log_dir.display()))?;
 
+    if !args.no_build && run_ebpf {
+        // Built first and copied aside: the default build below then puts
+        // the default `ebpf-agent` back in place.
+        let features = ["--features", "ebpf-agent/mimalloc"];
+        eprintln!(
+            "bench: building the mimalloc agent (cargo build --release -p ebpf-agent {})",
+            features.join(" ")
+        );
+        cmd::run_inherited(
+            cmd::cargo()
+                .current_dir(paths::repo_root())
+                .args(["build", "--release", "-p", "ebpf-agent"])
+                .args(features),
+        )?;
+        std::fs::copy(&layout.ebpf_agent, &layout.ebpf_agent_mimalloc).with_context(|| {
+            format!(
+                "copying {} to {}",
+                layout.ebpf_agent.display(),
+                layout.ebpf_agent_mimalloc.display()
+            )
+        })?;
+    }
     if !args.no_build {
         let mut packages = vec!["-p", "collector", "-p", "loadgen"];
         if run_ebpf {
@@ -359,6 +384,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     if run_ebpf {
         binaries.push(&layout.ebpf_agent);
+        binaries.push(&layout.ebpf_agent_mimalloc);
         binaries.push(&layout.http_bench);
     }
     for binary in binaries {

@@ -58,13 +58,61 @@ const TARGET_ADDED_P99_US: u64 = 50;
 const PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
 /// Rate at which the runtime and allocator variants are compared.
 const VARIANT_RATE: u64 = 20_000;
+/// Which agent binary a variant runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Build {
+    /// `cargo build --release -p ebpf-agent`: the default features.
+    Default,
+    /// The same with `--features mimalloc`, built by the bench before the
+    /// default build and kept as `ebpf-agent-mimalloc` (a global allocator
+    /// is chosen at link time, not at run time).
+    Mimalloc,
+}
+
+/// Environment variables set for a variant.
+type Env = &'static [(&'static str, &'static str)];
+
 /// The agent's runtime and allocator settings compared side by side at
-/// [`VARIANT_RATE`]: a name and the environment that selects it.
-const VARIANTS: [(&str, &[(&str, &str)]); 4] = [
-    ("default", &[]),
-    ("glibc MALLOC_ARENA_MAX=1", &[("MALLOC_ARENA_MAX", "1")]),
-    ("glibc MALLOC_ARENA_MAX=2", &[("MALLOC_ARENA_MAX", "2")]),
-    ("1 worker thread", &[("TOKIO_WORKER_THREADS", "1")]),
+/// [`VARIANT_RATE`]: a name, the binary and the environment that selects it.
+const VARIANTS: [(&str, Build, Env); 8] = [
+    ("default build (glibc, 1 arena)", Build::Default, &[]),
+    (
+        "glibc MALLOC_ARENA_MAX=2",
+        Build::Default,
+        &[("MALLOC_ARENA_MAX", "2")],
+    ),
+    (
+        "glibc 1 arena, MALLOC_TRIM_THRESHOLD_=MALLOC_MMAP_THRESHOLD_=128 KiB",
+        Build::Default,
+        &[
+            ("MALLOC_TRIM_THRESHOLD_", "131072"),
+            ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ],
+    ),
+    (
+        "glibc 1 arena, malloc_trim(0) every second",
+        Build::Default,
+        &[("OLLY_MALLOC_TRIM_INTERVAL_MS", "1000")],
+    ),
+    (
+        "1 worker thread",
+        Build::Default,
+        &[("TOKIO_WORKER_THREADS", "1")],
+    ),
+    ("mimalloc build", Build::Mimalloc, &[]),
+    (
+        "mimalloc build, MIMALLOC_PURGE_DELAY=0",
+        Build::Mimalloc,
+        &[("MIMALLOC_PURGE_DELAY", "0")],
+    ),
+    (
+        "mimalloc build, MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0",
+        Build::Mimalloc,
+        &[
+            ("MIMALLOC_PURGE_DELAY", "0"),
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+        ],
+    ),
 ];
 /// Syscall pairs per round of the node-tax loop.
 const SYSCALL_PAIRS: u64 = 1_000_000;
@@ -311,12 +359,13 @@ fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<
 /// Starts the agent with `port` as its port filter; `expect_selected` says
 /// whether a process listens there.
 fn start_agent(bench: &Bench<'_>, port: u16, expect_selected: bool) -> Result<Agent> {
-    start_agent_with(bench, port, expect_selected, &[])
+    start_agent_with(bench, Build::Default, port, expect_selected, &[])
 }
 
-/// [`start_agent`] with extra environment variables.
+/// [`start_agent`] with another build and extra environment variables.
 fn start_agent_with(
     bench: &Bench<'_>,
+    build: Build,
     port: u16,
     expect_selected: bool,
     env: &[(&str, &str)],
@@ -327,7 +376,11 @@ fn start_agent_with(
         let config = bench.layout.out_dir.join("ebpf-agent.yaml");
         std::fs::write(&config, agent_config(port, sink, metrics))
             .with_context(|| format!("writing {}", config.display()))?;
-        let mut command = Command::new(&bench.layout.ebpf_agent);
+        let binary = match build {
+            Build::Default => &bench.layout.ebpf_agent,
+            Build::Mimalloc => &bench.layout.ebpf_agent_mimalloc,
+        };
+        let mut command = Command::new(binary);
         command
             .arg("--config")
             .arg(&config)
@@ -471,9 +524,9 @@ fn measure(bench: &mut Bench<'_>) -> Result<Measured> {
         other_selected,
     };
     let mut variants = Vec::new();
-    for (name, env) in VARIANTS {
+    for (name, build, env) in VARIANTS {
         eprintln!("bench: ebpf: {VARIANT_RATE} requests/s with the agent, {name}");
-        let agent = start_agent_with(bench, server_address.port(), true, env)?;
+        let agent = start_agent_with(bench, build, server_address.port(), true, env)?;
         let pid = agent.guard.pid();
         let idle_rss = rss_bytes(pid)?;
         let cpu_before = cpu_ticks(pid)?;
