@@ -26,8 +26,11 @@ pub(crate) enum ContenderId {
     Floor,
     /// Rotel, gzip export.
     Rotel,
-    /// Our agent-collector, gzip export.
+    /// Our agent-collector, gzip export at its default level (1).
     AgentGzip,
+    /// Our agent-collector, gzip export at zlib's default level (6), the
+    /// level Rotel compresses at: the fair row to set against Rotel's.
+    AgentGzip6,
     /// Our agent-collector, uncompressed export.
     AgentNone,
     /// Our agent-collector with the `loadbalancing` exporter over three
@@ -45,10 +48,11 @@ pub(crate) enum ContenderId {
 }
 
 impl ContenderId {
-    pub(crate) const ALL: [ContenderId; 9] = [
+    pub(crate) const ALL: [ContenderId; 10] = [
         ContenderId::Floor,
         ContenderId::Rotel,
         ContenderId::AgentGzip,
+        ContenderId::AgentGzip6,
         ContenderId::AgentNone,
         ContenderId::Loadbalancing,
         ContenderId::LoadbalancingGzip,
@@ -63,6 +67,7 @@ impl ContenderId {
             ContenderId::Floor => "floor",
             ContenderId::Rotel => "rotel",
             ContenderId::AgentGzip => "agent-gzip",
+            ContenderId::AgentGzip6 => "agent-gzip6",
             ContenderId::AgentNone => "agent-none",
             ContenderId::Loadbalancing => "loadbalancing",
             ContenderId::LoadbalancingGzip => "loadbalancing-gzip",
@@ -77,7 +82,8 @@ impl ContenderId {
         match self {
             ContenderId::Floor => "floor (byte relay)",
             ContenderId::Rotel => "rotel (gzip)",
-            ContenderId::AgentGzip => "agent (gzip)",
+            ContenderId::AgentGzip => "agent (gzip 1)",
+            ContenderId::AgentGzip6 => "agent (gzip 6)",
             ContenderId::AgentNone => "agent (none)",
             ContenderId::Loadbalancing => "loadbalancing (none)",
             ContenderId::LoadbalancingGzip => "loadbalancing (gzip)",
@@ -122,11 +128,26 @@ impl ContenderId {
     /// The export compression of our agent's rows.
     fn compression(self) -> &'static str {
         match self {
-            ContenderId::AgentGzip | ContenderId::LoadbalancingGzip => "gzip",
+            ContenderId::AgentGzip | ContenderId::AgentGzip6 | ContenderId::LoadbalancingGzip => {
+                "gzip"
+            }
             _ => "none",
         }
     }
+
+    /// `compression_params.level` of our agent's rows (`None`: the
+    /// exporter's default, level 1).
+    fn compression_level(self) -> Option<u32> {
+        match self {
+            ContenderId::AgentGzip6 => Some(ROTEL_GZIP_LEVEL),
+            _ => None,
+        }
+    }
 }
+
+/// The gzip level Rotel exports at: it compresses with flate2's
+/// `Compression::default()`, zlib's level 6.
+pub(crate) const ROTEL_GZIP_LEVEL: u32 = 6;
 
 /// Backends of the loadbalancing rows: one counting sink each, as the
 /// gateways an agent spreads its traces over.
@@ -139,9 +160,11 @@ pub(crate) fn describe(id: ContenderId) -> String {
         ContenderId::Rotel => format!(
             "rotel-agent: OTLP/gRPC -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> OTLP/gRPC, compression gzip"
         ),
-        ContenderId::AgentGzip | ContenderId::AgentNone => format!(
-            "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {}",
-            id.compression()
+        ContenderId::AgentGzip | ContenderId::AgentGzip6 | ContenderId::AgentNone => format!(
+            "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> otlp exporter, compression {}{}",
+            id.compression(),
+            id.compression_level()
+                .map_or(String::new(), |level| format!(" level {level}"))
         ),
         ContenderId::Loadbalancing | ContenderId::LoadbalancingGzip => format!(
             "agent-collector: otlp -> batch {BATCH_SIZE}/{BATCH_TIMEOUT} -> loadbalancing (routing_key traceID, \
@@ -224,11 +247,15 @@ fn agent_config(
     metrics: SocketAddr,
     sink: SocketAddr,
     compression: &str,
+    level: Option<u32>,
 ) -> String {
+    let params = level.map_or(String::new(), |level| {
+        format!("    compression_params:\n      level: {level}\n")
+    });
     let exporter = format!(
         "    endpoint: {sink}
     compression: {compression}
-    tls:
+{params}    tls:
       insecure: true
 "
     );
@@ -290,6 +317,7 @@ pub(crate) fn command(
             rotel_command(rotel, listen, sink, &layout.out_dir)?
         }
         ContenderId::AgentGzip
+        | ContenderId::AgentGzip6
         | ContenderId::AgentNone
         | ContenderId::Loadbalancing
         | ContenderId::LoadbalancingGzip => {
@@ -300,7 +328,13 @@ pub(crate) fn command(
                 }
                 loadbalancing_config(listen, metrics, backends, id.compression())
             } else {
-                agent_config(listen, metrics, sink, id.compression())
+                agent_config(
+                    listen,
+                    metrics,
+                    sink,
+                    id.compression(),
+                    id.compression_level(),
+                )
             };
             let config = layout.out_dir.join(format!("{}.yaml", id.name()));
             std::fs::write(&config, text)
@@ -326,12 +360,30 @@ mod tests {
             "127.0.0.1:1001".parse().expect("address"),
             "127.0.0.1:1002".parse().expect("address"),
             "none",
+            None,
         );
         assert!(config.contains("endpoint: 127.0.0.1:1000"));
         assert!(config.contains("address: 127.0.0.1:1001"));
         assert!(config.contains("endpoint: 127.0.0.1:1002"));
         assert!(config.contains("compression: none"));
         assert!(!config.contains("0.0.0.0"));
+        assert!(!config.contains("compression_params"));
+    }
+
+    #[test]
+    fn level_six_row_sets_the_level_rotel_uses() {
+        let address = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let id = ContenderId::AgentGzip6;
+        let config = agent_config(
+            address(1000),
+            address(1001),
+            address(1002),
+            id.compression(),
+            id.compression_level(),
+        );
+        assert!(
+            config.contains("compression: gzip\n    compression_params:\n      level: 6\n    tls:")
+        );
     }
 
     #[test]
