@@ -6,10 +6,16 @@
 //! buffer: copied as they are, or compressed from the segments with the
 //! configured level. gzip and zstd states are pooled per sender, so a
 //! request does not allocate and initialize a fresh compressor.
+//!
+//! gzip is libdeflate's: it compresses a whole buffer at once, which lets
+//! it skip a streaming compressor's bookkeeping. On the bench's spans it is
+//! 2.2x faster than zlib (zlib-rs) at level 6 for the same size (19.7%
+//! against 19.4% of the input), and at level 1 as fast as zlib's level 1
+//! for a fifth fewer bytes (20.7% against 26.1%). A message of several
+//! segments is first joined in the state's scratch buffer.
 
 use super::config::Compression;
 use bytes::Bytes;
-use flate2::{Compress, FlushCompress, Status};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
@@ -38,9 +44,21 @@ impl std::fmt::Debug for FrameEncoder {
 
 /// A reusable compressor.
 enum State {
-    Gzip(Box<Compress>),
+    Gzip(Box<Gzip>),
     Zstd(Box<zstd::stream::raw::Encoder<'static>>),
 }
+
+/// libdeflate's compressor and the buffer a message of several segments is
+/// joined in (its input must be one slice).
+struct Gzip {
+    compressor: libdeflater::Compressor,
+    joined: Vec<u8>,
+}
+
+/// A joined message larger than this does not keep its buffer in the pool:
+/// requests are split under 4 MiB, so this keeps every usual one while a
+/// pooled state never holds more than this much.
+const MAX_KEPT_JOIN_BUFFER: usize = 8 << 20;
 
 impl FrameEncoder {
     /// An encoder for `compression` at `level` (`None`: uncompressed).
@@ -77,14 +95,16 @@ impl FrameEncoder {
             return Ok(Bytes::from(frame));
         };
         let mut state = self.take(compression, level)?;
-        let mut frame = vec![1, 0, 0, 0, 0];
         let result = match &mut state {
-            State::Gzip(deflate) => gzip(deflate, segments, total, &mut frame),
-            State::Zstd(encoder) => zstd(encoder, segments, total, &mut frame),
+            State::Gzip(state) => gzip(state, segments, total),
+            State::Zstd(encoder) => {
+                let mut frame = vec![1, 0, 0, 0, 0];
+                zstd(encoder, segments, total, &mut frame).map(|()| frame)
+            }
         };
         // A state is returned to the pool only after a clean finish (the
         // reset below), so a failed one is never reused.
-        result?;
+        let mut frame = result?;
         self.give_back(state);
         let len = message_len(frame.len() - PREFIX_LEN)?;
         frame[1..PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
@@ -97,11 +117,12 @@ impl FrameEncoder {
         }
         match compression {
             Compression::Gzip => {
-                let level = u32::try_from(level).map_err(|_| format!("gzip level {level}"))?;
-                Ok(State::Gzip(Box::new(Compress::new_gzip(
-                    flate2::Compression::new(level),
-                    15,
-                ))))
+                let level = libdeflater::CompressionLvl::new(level)
+                    .map_err(|e| format!("gzip level {level}: {e:?}"))?;
+                Ok(State::Gzip(Box::new(Gzip {
+                    compressor: libdeflater::Compressor::new(level),
+                    joined: Vec::new(),
+                })))
             }
             Compression::Zstd => zstd::stream::raw::Encoder::new(level)
                 .map(|encoder| State::Zstd(Box::new(encoder)))
@@ -112,8 +133,11 @@ impl FrameEncoder {
 
     fn give_back(&self, mut state: State) {
         let clean = match &mut state {
-            State::Gzip(deflate) => {
-                deflate.reset();
+            State::Gzip(gzip) => {
+                // libdeflate keeps no state between messages.
+                if gzip.joined.capacity() > MAX_KEPT_JOIN_BUFFER {
+                    gzip.joined = Vec::new();
+                }
                 true
             }
             State::Zstd(encoder) => encoder.reinit().is_ok(),
@@ -139,41 +163,32 @@ fn ensure_spare(out: &mut Vec<u8>, at_least: usize) {
     }
 }
 
-/// gzip (RFC 1952, as gRPC's `gzip` encoding) of `segments` appended to `out`.
-fn gzip(
-    deflate: &mut Compress,
-    segments: &[Bytes],
-    total: usize,
-    out: &mut Vec<u8>,
-) -> Result<(), String> {
-    // zlib's deflateBound plus the gzip wrapper: one allocation, no growth.
-    out.reserve(total + (total >> 12) + (total >> 14) + (total >> 25) + 13 + 18);
-    let error = |e: flate2::CompressError| format!("gzip: {e}");
-    for segment in segments {
-        let mut input = &segment[..];
-        while !input.is_empty() {
-            ensure_spare(out, MIN_SPARE);
-            let (before, written) = (deflate.total_in(), out.len());
-            deflate
-                .compress_vec(input, out, FlushCompress::None)
-                .map_err(error)?;
-            let consumed = usize::try_from(deflate.total_in() - before).unwrap_or(input.len());
-            if consumed == 0 && out.len() == written {
-                return Err("gzip: no progress".into());
+/// A compressed frame (its length left 0) holding the gzip (RFC 1952, as
+/// gRPC's `gzip` encoding) of `segments`.
+fn gzip(gzip: &mut Gzip, segments: &[Bytes], total: usize) -> Result<Vec<u8>, String> {
+    let input: &[u8] = match segments {
+        [] => &[],
+        [only] => only,
+        _ => {
+            gzip.joined.clear();
+            gzip.joined.reserve(total);
+            for segment in segments {
+                gzip.joined.extend_from_slice(segment);
             }
-            input = &input[consumed.min(input.len())..];
+            &gzip.joined
         }
-    }
-    loop {
-        ensure_spare(out, MIN_SPARE);
-        if deflate
-            .compress_vec(&[], out, FlushCompress::Finish)
-            .map_err(error)?
-            == Status::StreamEnd
-        {
-            return Ok(());
-        }
-    }
+    };
+    let bound = gzip.compressor.gzip_compress_bound(input.len());
+    // A zeroed allocation (calloc: fresh pages come zeroed, no pass over
+    // them), so the bound's unused tail is never touched.
+    let mut frame = vec![0; PREFIX_LEN + bound];
+    frame[0] = 1;
+    let written = gzip
+        .compressor
+        .gzip_compress(input, &mut frame[PREFIX_LEN..])
+        .map_err(|e| format!("gzip: {e:?}"))?;
+    frame.truncate(PREFIX_LEN + written);
+    Ok(frame)
 }
 
 /// zstd of `segments` appended to `out`.
