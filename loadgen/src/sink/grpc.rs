@@ -6,6 +6,7 @@ use super::tally::Tally;
 use anyhow::Context;
 use bytes::Bytes;
 use collector_core::receiver::otlp::RawCodec;
+use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -76,6 +77,17 @@ async fn export(
     let mut grpc = tonic::server::Grpc::new(RawCodec)
         .apply_compression_config(accepted, EnabledCompressionEncodings::default())
         .apply_max_message_size_config(Some(MAX_MESSAGE_BYTES), None);
+    // The body's bytes as they came (compressed, with gRPC's prefixes):
+    // what each contender's compression costs on the wire.
+    let wire = tally.clone();
+    let request = request.map(|body| {
+        body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                wire.record_wire_bytes(data.len());
+            }
+            frame
+        })
+    });
     Ok(grpc.unary(ExportCall { signal, tally }, request).await)
 }
 
@@ -102,5 +114,91 @@ impl tonic::server::UnaryService<Bytes> for ExportCall {
                 Err(tonic::Status::invalid_argument(e.to_string()))
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    use tonic::codec::CompressionEncoding;
+
+    /// 100 alike spans: compressible, so gzip's wire bytes are far fewer.
+    fn request() -> Bytes {
+        let span = Span {
+            trace_id: vec![7; 16],
+            span_id: vec![8; 8],
+            name: "the same operation, again and again".into(),
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span; 100],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Bytes::from(request.encode_to_vec())
+    }
+
+    /// Sends `body` once, gzipped or not, and returns the sink's
+    /// `(message_bytes, wire_bytes)` added by it.
+    async fn send(tally: &Tally, address: SocketAddr, body: Bytes, gzip: bool) -> (u64, u64) {
+        let (message, wire) = (count(tally, "message_bytes"), count(tally, "wire_bytes"));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        let mut grpc = tonic::client::Grpc::new(channel);
+        if gzip {
+            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+        }
+        grpc.ready().await.expect("ready");
+        grpc.unary::<Bytes, Bytes, _>(
+            tonic::Request::new(body),
+            http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            ),
+            RawCodec,
+        )
+        .await
+        .expect("export accepted");
+        (
+            count(tally, "message_bytes") - message,
+            count(tally, "wire_bytes") - wire,
+        )
+    }
+
+    #[tokio::test]
+    async fn counts_the_bytes_on_the_wire_and_once_decompressed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        let tally = Arc::new(Tally::default());
+        tokio::spawn(serve(listener, tally.clone()));
+        let body = request();
+
+        let (message, wire) = send(&tally, address, body.clone(), false).await;
+        assert_eq!(message, body.len() as u64);
+        // Uncompressed: the message and gRPC's 5-byte prefix.
+        assert_eq!(wire, message + 5);
+
+        let (message, wire) = send(&tally, address, body.clone(), true).await;
+        assert_eq!(message, body.len() as u64);
+        assert!(
+            wire > 5 && wire < message / 10,
+            "gzip: {wire} of {message} bytes"
+        );
+        assert_eq!(count(&tally, "requests"), 2);
+    }
+
+    /// One of the sink's totals, as its stats endpoint answers them.
+    fn count(tally: &Tally, name: &str) -> u64 {
+        let json: serde_json::Value = serde_json::from_str(&tally.to_json()).expect("json");
+        json[name].as_u64().expect(name)
     }
 }

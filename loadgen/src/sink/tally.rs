@@ -12,6 +12,7 @@ pub(crate) struct Tally {
     requests: AtomicU64,
     malformed_requests: AtomicU64,
     message_bytes: AtomicU64,
+    wire_bytes: AtomicU64,
     gzip_requests: AtomicU64,
     zstd_requests: AtomicU64,
     other_encoding_requests: AtomicU64,
@@ -29,6 +30,11 @@ impl Tally {
         self.message_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `bytes` of a request body as received (before decompression).
+    pub(crate) fn record_wire_bytes(&self, bytes: usize) {
+        self.wire_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// One request whose body was not a valid export request.
@@ -56,6 +62,7 @@ impl Tally {
             ("log_records", &self.log_records),
             ("malformed_requests", &self.malformed_requests),
             ("message_bytes", &self.message_bytes),
+            ("wire_bytes", &self.wire_bytes),
             ("gzip_requests", &self.gzip_requests),
             ("zstd_requests", &self.zstd_requests),
             ("other_encoding_requests", &self.other_encoding_requests),

@@ -105,6 +105,8 @@ pub(crate) struct SinkCounts {
     pub(crate) gzip_requests: u64,
     pub(crate) zstd_requests: u64,
     pub(crate) message_bytes: u64,
+    /// Request bodies as they came: compressed, gRPC prefixes included.
+    pub(crate) wire_bytes: u64,
 }
 
 impl SinkCounts {
@@ -116,6 +118,7 @@ impl SinkCounts {
             gzip_requests: self.gzip_requests.saturating_sub(earlier.gzip_requests),
             zstd_requests: self.zstd_requests.saturating_sub(earlier.zstd_requests),
             message_bytes: self.message_bytes.saturating_sub(earlier.message_bytes),
+            wire_bytes: self.wire_bytes.saturating_sub(earlier.wire_bytes),
         }
     }
 
@@ -127,6 +130,16 @@ impl SinkCounts {
             gzip_requests: self.gzip_requests + other.gzip_requests,
             zstd_requests: self.zstd_requests + other.zstd_requests,
             message_bytes: self.message_bytes + other.message_bytes,
+            wire_bytes: self.wire_bytes + other.wire_bytes,
+        }
+    }
+
+    /// Bytes on the wire per span (compressed, framing included).
+    pub(crate) fn wire_bytes_per_span(&self) -> f64 {
+        if self.spans > 0 {
+            self.wire_bytes as f64 / self.spans as f64
+        } else {
+            f64::NAN
         }
     }
 
@@ -195,6 +208,7 @@ pub(crate) fn sink_counts(stats: SocketAddr) -> Result<SinkCounts> {
         gzip_requests: number("gzip_requests")?,
         zstd_requests: number("zstd_requests")?,
         message_bytes: number("message_bytes")?,
+        wire_bytes: number("wire_bytes")?,
     })
 }
 

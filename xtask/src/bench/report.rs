@@ -77,7 +77,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>12} {:>10} {:>7} {:>10} {:>22} {:>7} {:>9} {:>9}",
+        "{:<20} {:>12} {:>10} {:>7} {:>10} {:>22} {:>7} {:>11} {:>9} {:>9}",
         "contender",
         "spans/CPU-s",
         "spans/s",
@@ -85,13 +85,14 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
         "peak RSS",
         "delivered/sent",
         "export",
+        "wire B/span",
         "vs Rotel",
         "vs floor"
     );
     let _ = writeln!(
         out,
         "{}",
-        "-".repeat(20 + 12 + 10 + 7 + 10 + 22 + 7 + 9 + 9 + 8)
+        "-".repeat(20 + 12 + 10 + 7 + 10 + 22 + 7 + 11 + 9 + 9 + 9)
     );
     for result in results {
         let Some(m) = chosen(result) else {
@@ -116,7 +117,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
         );
         let _ = writeln!(
             out,
-            "{:<20} {:>12} {:>10} {:>7.2} {:>6.1} MiB {:>22} {:>7} {:>9} {:>9}",
+            "{:<20} {:>12} {:>10} {:>7.2} {:>6.1} MiB {:>22} {:>7} {:>11.1} {:>9} {:>9}",
             result.id.label(),
             format!("{rate:.0}"),
             format!("{:.0}", m.spans_per_second()),
@@ -124,6 +125,7 @@ pub(crate) fn table(settings: &Settings, results: &[ContenderResult]) -> String 
             m.peak_rss_bytes as f64 / MIB,
             delivered,
             m.export.encoding(),
+            m.export.wire_bytes_per_span(),
             show_ratio(rotel),
             show_ratio(floor),
         );
@@ -379,6 +381,7 @@ fn measurement_json(m: &Measurement) -> Json {
             Json::Str(m.export.encoding().to_string()),
         ),
         ("export_message_bytes", Json::Int(m.export.message_bytes)),
+        ("export_wire_bytes", Json::Int(m.export.wire_bytes)),
         ("sink_cpu_seconds", Json::float(m.sink_cpu_seconds)),
         ("loadgen_cpu_seconds", Json::float(m.loadgen_cpu_seconds)),
         (
