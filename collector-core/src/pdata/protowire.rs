@@ -34,6 +34,12 @@ impl Field<'_> {
 }
 
 fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    // Nearly every tag and length is one byte.
+    let first = *buf.get(*pos)?;
+    if first < 0x80 {
+        *pos += 1;
+        return Some(u64::from(first));
+    }
     let mut value = 0u64;
     for shift in (0..64).step_by(7) {
         let byte = *buf.get(*pos)?;
