@@ -138,6 +138,41 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// The payloads of the last length-delimited fields numbered `numbers` in
+/// a message (empty for one that is absent), as decoding would keep them;
+/// `None` when the walk meets something [`Fields`] would fail on.
+///
+/// The same walk as [`Fields`] without building a [`Field`] per field: the
+/// loadbalancing split and the sampler read a span's trace ID (and parent)
+/// this way for every span they route.
+pub fn last_len_fields<const N: usize>(buf: &[u8], numbers: [u64; N]) -> Option<[&[u8]; N]> {
+    let mut found: [&[u8]; N] = [&[]; N];
+    let mut pos = 0;
+    while pos < buf.len() {
+        let tag = varint(buf, &mut pos)?;
+        match tag & 7 {
+            0 => {
+                varint(buf, &mut pos)?;
+            }
+            1 | 5 => {
+                let width = if tag & 7 == 1 { 8 } else { 4 };
+                pos = pos.checked_add(width).filter(|end| *end <= buf.len())?;
+            }
+            LEN => {
+                let len = usize::try_from(varint(buf, &mut pos)?).ok()?;
+                let end = pos.checked_add(len).filter(|end| *end <= buf.len())?;
+                let number = tag >> 3;
+                if let Some(slot) = numbers.iter().position(|n| *n == number) {
+                    found[slot] = &buf[pos..end];
+                }
+                pos = end;
+            }
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
 /// Writes the tag and length of a length-delimited field numbered `number`
 /// whose payload of `len` bytes follows.
 pub fn put_len_field(out: &mut impl BufMut, number: u64, len: usize) {
@@ -186,6 +221,26 @@ mod tests {
         let mut walk = Fields::new(&truncated);
         assert_eq!(walk.by_ref().count(), 0);
         assert!(walk.failed());
+    }
+
+    #[test]
+    fn last_len_fields_agree_with_the_field_walk() {
+        // 1: "ab", 4: "p", varint, fixed32, fixed64, 1 again: "cd".
+        let mut msg = vec![0x0a, 2, b'a', b'b', 0x22, 1, b'p', 0x28, 0x96, 0x01];
+        msg.extend([0x1d, 1, 2, 3, 4, 0x21, 1, 2, 3, 4, 5, 6, 7, 8]);
+        msg.extend([0x0a, 2, b'c', b'd']);
+        assert_eq!(
+            last_len_fields(&msg, [1, 4, 9]),
+            Some([&b"cd"[..], &b"p"[..], &[][..]])
+        );
+        // Every prefix: a failed walk for exactly the prefixes Fields fails on.
+        for end in 0..msg.len() {
+            let mut walk = Fields::new(&msg[..end]);
+            let last = walk.by_ref().filter(|f| f.is_len(1)).last();
+            let expected = (!walk.failed()).then(|| [last.map_or(&[][..], |f| f.payload)]);
+            assert_eq!(last_len_fields(&msg[..end], [1]), expected, "{end} bytes");
+        }
+        assert_eq!(last_len_fields(&[0x0b, 0x0c], [1]), None, "a group");
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::mem;
 use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use collector_core::pdata::protowire::{Field, Fields, len_field_overhead, put_len_field};
+use collector_core::pdata::protowire::{
+    Field, Fields, last_len_fields, len_field_overhead, put_len_field,
+};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 
 use crate::trace_buffer::SpanGroup;
@@ -48,17 +50,7 @@ pub(crate) struct Split {
 /// The trace ID and whether the span is a root (no parent span ID) of an
 /// encoded span; the last occurrence of a field wins, as in decoding.
 fn span_keys(span: &[u8]) -> Option<(&[u8], bool)> {
-    let mut trace_id: &[u8] = &[];
-    let mut parent: &[u8] = &[];
-    let mut fields = Fields::new(span);
-    for field in fields.by_ref() {
-        if field.is_len(1) {
-            trace_id = field.payload;
-        } else if field.is_len(4) {
-            parent = field.payload;
-        }
-    }
-    (!fields.failed()).then_some((trace_id, parent.is_empty()))
+    last_len_fields(span, [1, 4]).map(|[trace_id, parent]| (trace_id, parent.is_empty()))
 }
 
 /// The raw fields of a message other than its repeated field 2 (scopes of

@@ -9,7 +9,7 @@
 //! truncated field) makes it give up, and the caller takes the decoding path.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use collector_core::pdata::protowire::{Fields, put_len_field, varint_len};
+use collector_core::pdata::protowire::{Fields, last_len_fields, put_len_field, varint_len};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
@@ -24,14 +24,7 @@ pub(super) enum Key<'k> {
 
 /// The trace ID of a span (its last occurrence, as protobuf decoding does).
 fn trace_id(span: &[u8]) -> Option<&[u8]> {
-    let mut id: &[u8] = &[];
-    let mut fields = Fields::new(span);
-    for field in fields.by_ref() {
-        if field.is_len(1) {
-            id = field.payload;
-        }
-    }
-    (!fields.failed()).then_some(id)
+    last_len_fields(span, [1]).map(|[id]| id)
 }
 
 struct Scope<'a> {
