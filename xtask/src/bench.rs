@@ -271,8 +271,9 @@ struct Layout {
     gateway: PathBuf,
     browser: PathBuf,
     ebpf_agent: PathBuf,
-    /// `ebpf-agent` built with its `mimalloc` feature (see [`ebpf::Build`]).
-    ebpf_agent_mimalloc: PathBuf,
+    /// `ebpf-agent` built with `--no-default-features`: glibc's allocator
+    /// (see [`ebpf::Build`]).
+    ebpf_agent_glibc: PathBuf,
     http_bench: PathBuf,
     loadgen: PathBuf,
     sink: PathBuf,
@@ -294,7 +295,7 @@ impl Layout {
             gateway: release.join("gateway-collector"),
             browser: release.join("browser-collector"),
             ebpf_agent: release.join("ebpf-agent"),
-            ebpf_agent_mimalloc: release.join("ebpf-agent-mimalloc"),
+            ebpf_agent_glibc: release.join("ebpf-agent-glibc"),
             http_bench: release.join("ebpf-http-bench"),
             loadgen: release.join("otel-loadgen"),
             sink: release.join("otel-sink"),
@@ -341,9 +342,9 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if !args.no_build && run_ebpf {
         // Built first and copied aside: the default build below then puts
         // the default `ebpf-agent` back in place.
-        let features = ["--features", "ebpf-agent/mimalloc"];
+        let features = ["--no-default-features"];
         eprintln!(
-            "bench: building the mimalloc agent (cargo build --release -p ebpf-agent {})",
+            "bench: building the glibc agent (cargo build --release -p ebpf-agent {})",
             features.join(" ")
         );
         cmd::run_inherited(
@@ -352,11 +353,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
                 .args(["build", "--release", "-p", "ebpf-agent"])
                 .args(features),
         )?;
-        std::fs::copy(&layout.ebpf_agent, &layout.ebpf_agent_mimalloc).with_context(|| {
+        std::fs::copy(&layout.ebpf_agent, &layout.ebpf_agent_glibc).with_context(|| {
             format!(
                 "copying {} to {}",
                 layout.ebpf_agent.display(),
-                layout.ebpf_agent_mimalloc.display()
+                layout.ebpf_agent_glibc.display()
             )
         })?;
     }
@@ -388,7 +389,7 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     }
     if run_ebpf {
         binaries.push(&layout.ebpf_agent);
-        binaries.push(&layout.ebpf_agent_mimalloc);
+        binaries.push(&layout.ebpf_agent_glibc);
         binaries.push(&layout.http_bench);
     }
     for binary in binaries {

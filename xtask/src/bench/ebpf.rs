@@ -28,7 +28,8 @@
 //! by the requests), the agent's CPU-seconds per million requests, its RSS
 //! (after the step) and peak RSS, spans delivered per request answered, and
 //! the kernel events lost. Targets: under 300 ns of probe time per request,
-//! under 40 MiB RSS, nothing lost at 20,000 requests/s.
+//! under 40 MiB RSS, nothing lost at 20,000 requests/s; under
+//! [`TARGET_IDLE_RSS_MIB`] RSS idle (the default build, fresh agent).
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -61,12 +62,14 @@ const VARIANT_RATE: u64 = 20_000;
 /// Which agent binary a variant runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Build {
-    /// `cargo build --release -p ebpf-agent`: the default features.
+    /// `cargo build --release -p ebpf-agent`: the default features (mimalloc,
+    /// with the options `main` sets).
     Default,
-    /// The same with `--features mimalloc`, built by the bench before the
-    /// default build and kept as `ebpf-agent-mimalloc` (a global allocator
-    /// is chosen at link time, not at run time).
-    Mimalloc,
+    /// The same with `--no-default-features` (glibc's allocator, 1 arena),
+    /// built by the bench before the default build and kept as
+    /// `ebpf-agent-glibc` (a global allocator is chosen at link time, not at
+    /// run time).
+    Glibc,
 }
 
 /// Environment variables set for a variant.
@@ -74,46 +77,47 @@ type Env = &'static [(&'static str, &'static str)];
 
 /// The agent's runtime and allocator settings compared side by side at
 /// [`VARIANT_RATE`]: a name, the binary and the environment that selects it.
-const VARIANTS: [(&str, Build, Env); 8] = [
-    ("default build (glibc, 1 arena)", Build::Default, &[]),
+/// The first is the default build as shipped (its idle RSS is checked
+/// against [`TARGET_IDLE_RSS_MIB`]).
+const VARIANTS: [(&str, Build, Env); 6] = [
     (
-        "glibc MALLOC_ARENA_MAX=2",
+        "default build (mimalloc, purge delay 0, no arena eager commit, set in main)",
         Build::Default,
-        &[("MALLOC_ARENA_MAX", "2")],
+        &[],
     ),
     (
-        "glibc 1 arena, MALLOC_TRIM_THRESHOLD_=MALLOC_MMAP_THRESHOLD_=128 KiB",
+        "default build, the same options as MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0",
         Build::Default,
-        &[
-            ("MALLOC_TRIM_THRESHOLD_", "131072"),
-            ("MALLOC_MMAP_THRESHOLD_", "131072"),
-        ],
-    ),
-    (
-        "glibc 1 arena, malloc_trim(0) every second",
-        Build::Default,
-        &[("OLLY_MALLOC_TRIM_INTERVAL_MS", "1000")],
-    ),
-    (
-        "1 worker thread",
-        Build::Default,
-        &[("TOKIO_WORKER_THREADS", "1")],
-    ),
-    ("mimalloc build", Build::Mimalloc, &[]),
-    (
-        "mimalloc build, MIMALLOC_PURGE_DELAY=0",
-        Build::Mimalloc,
-        &[("MIMALLOC_PURGE_DELAY", "0")],
-    ),
-    (
-        "mimalloc build, MIMALLOC_PURGE_DELAY=0 MIMALLOC_ARENA_EAGER_COMMIT=0",
-        Build::Mimalloc,
         &[
             ("MIMALLOC_PURGE_DELAY", "0"),
             ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
         ],
     ),
+    (
+        "default build, mimalloc's defaults (MIMALLOC_PURGE_DELAY=1000 MIMALLOC_ARENA_EAGER_COMMIT=2)",
+        Build::Default,
+        &[
+            ("MIMALLOC_PURGE_DELAY", "1000"),
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "2"),
+        ],
+    ),
+    (
+        "default build, 1 worker thread",
+        Build::Default,
+        &[("TOKIO_WORKER_THREADS", "1")],
+    ),
+    ("glibc build (1 arena)", Build::Glibc, &[]),
+    (
+        "glibc build, MALLOC_TRIM_THRESHOLD_=MALLOC_MMAP_THRESHOLD_=128 KiB",
+        Build::Glibc,
+        &[
+            ("MALLOC_TRIM_THRESHOLD_", "131072"),
+            ("MALLOC_MMAP_THRESHOLD_", "131072"),
+        ],
+    ),
 ];
+/// Idle RSS target of the default build, MiB.
+const TARGET_IDLE_RSS_MIB: f64 = 30.0;
 /// Syscall pairs per round of the node-tax loop.
 const SYSCALL_PAIRS: u64 = 1_000_000;
 /// Connections of the load client.
@@ -378,7 +382,7 @@ fn start_agent_with(
             .with_context(|| format!("writing {}", config.display()))?;
         let binary = match build {
             Build::Default => &bench.layout.ebpf_agent,
-            Build::Mimalloc => &bench.layout.ebpf_agent_mimalloc,
+            Build::Glibc => &bench.layout.ebpf_agent_glibc,
         };
         let mut command = Command::new(binary);
         command
@@ -706,6 +710,14 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     out,
                     "agent RSS at 20000/s: {mib:.1} MiB (target under 40): {}",
                     verdict(mib < 40.0)
+                );
+            }
+            if let Some(v) = variants.first() {
+                let mib = v.idle_rss as f64 / (1 << 20) as f64;
+                let _ = writeln!(
+                    out,
+                    "agent RSS idle (default build, fresh agent): {mib:.1} MiB (target under {TARGET_IDLE_RSS_MIB:.0}): {}",
+                    verdict(mib < TARGET_IDLE_RSS_MIB)
                 );
             }
             let _ = writeln!(
