@@ -102,12 +102,22 @@ struct Conn {
     reserved: u32,
 }
 
-/// A data event being assembled, per CPU: too big for the BPF stack.
+/// A data event and room for `N` captured bytes, reserved in the ring and
+/// filled in place: the user bytes are copied once, straight into the
+/// ring. A reservation's size must be a constant, so captures go in one of
+/// [`SMALL_CAPTURE`], [`MEDIUM_CAPTURE`] and [`MAX_CAPTURE`]; the agent
+/// reads `captured` bytes and skips the rest of the record.
 #[repr(C)]
-struct DataScratch {
+struct DataRecord<const N: usize> {
     event: DataEvent,
-    data: [u8; MAX_CAPTURE],
+    data: [u8; N],
 }
+
+/// Capture size classes below [`MAX_CAPTURE`]: a response's status line
+/// and framing headers usually fit the small one, a request head the
+/// medium one (the default capture, `DEFAULT_CAPTURE`).
+const SMALL_CAPTURE: usize = 256;
+const MEDIUM_CAPTURE: usize = 1024;
 
 /// Syscalls in flight, per thread. Not LRU (see `ebpf_probe::MAP_PENDING`):
 /// the agent removes what threads killed between enter and exit left.
@@ -120,9 +130,6 @@ const _: () = assert!(size_of::<Pending>() == ebpf_probe::PENDING_VALUE_SIZE);
 /// `close` syscall, so its entries age out.
 #[map]
 static CONNS: LruHashMap<ConnKey, Conn> = LruHashMap::with_max_entries(65536, 0);
-
-#[map]
-static SCRATCH: PerCpuArray<DataScratch> = PerCpuArray::with_max_entries(1, 0);
 
 // ---- helpers ----
 
@@ -220,13 +227,24 @@ fn selected(tgid: u32) -> bool {
     maybe_selected(tgid) && unsafe { PIDS.get(&tgid) }.is_some()
 }
 
+/// Remembers a syscall at its entry. The entry time is read only where
+/// the agent uses it: accept and connect (it is the connection's id) and
+/// writes (a client's request starts when its write does); a read's event
+/// carries its exit time for both (a server's request starts when its read
+/// returns), which spares every read, the many that return nothing
+/// (`EAGAIN`) included, a clock read.
 #[inline(always)]
 fn remember(id: u64, fd: u32, what: u32, ptr: u64) {
+    let kind = what & ((1 << SYSCALL_BUFFER_SHIFT) - 1);
     let pending = Pending {
         fd,
         what,
         ptr,
-        enter_ns: now(),
+        enter_ns: if kind == EventKind::Read as u32 {
+            0
+        } else {
+            now()
+        },
     };
     if PENDING.insert(&id, &pending, 0).is_err() {
         count(COUNTER_PENDING_TABLE_FULL);
@@ -240,8 +258,11 @@ fn take_pending(id: u64) -> Option<Pending> {
     Some(pending)
 }
 
+/// An event's common fields; `enter_ns` 0 (not read at entry) becomes the
+/// exit time.
 #[inline(always)]
 fn header(kind: EventKind, id: u64, fd: u32, conn: &Conn, enter_ns: u64) -> EventHeader {
+    let exit_ns = now();
     EventHeader {
         kind: kind as u32,
         tgid: (id >> 32) as u32,
@@ -250,8 +271,8 @@ fn header(kind: EventKind, id: u64, fd: u32, conn: &Conn, enter_ns: u64) -> Even
         conn_id: conn.id,
         role: conn.role,
         reserved: 0,
-        enter_ns,
-        exit_ns: now(),
+        enter_ns: if enter_ns == 0 { exit_ns } else { enter_ns },
+        exit_ns,
     }
 }
 
@@ -373,46 +394,57 @@ fn exit_data(id: u64, pending: &Pending, transferred: i64, kind: EventKind) {
         return;
     };
     let conn = unsafe { *conn };
-    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-        return;
+    let limit = config(CONFIG_CAPTURE_BYTES);
+    let (ptr, mut wanted) = match first_piece(pending, transferred as u64) {
+        Some((ptr, available)) => (ptr, if available < limit { available } else { limit }),
+        None => (0, 0),
     };
-    let scratch = unsafe { &mut *scratch };
-    let limit = CONFIG
-        .get(CONFIG_CAPTURE_BYTES)
-        .map(|v| *v as u64)
-        .unwrap_or(0);
-    let mut captured = 0u64;
-    if let Some((ptr, available)) = first_piece(pending, transferred as u64) {
-        captured = if available < limit { available } else { limit };
-        if captured > MAX_CAPTURE as u64 {
-            captured = MAX_CAPTURE as u64;
-        }
-        if captured > 0 {
-            let rc = unsafe {
-                bpf_probe_read_user(
-                    scratch.data.as_mut_ptr().cast::<c_void>(),
-                    captured as u32,
-                    ptr as *const c_void,
-                )
-            };
-            if rc != 0 {
-                count(COUNTER_READ_FAILED);
-                captured = 0;
-            }
-        }
+    if wanted > MAX_CAPTURE as u64 {
+        wanted = MAX_CAPTURE as u64;
     }
-    scratch.event = DataEvent {
+    let event = DataEvent {
         header: header(kind, id, pending.fd, &conn, pending.enter_ns),
         total: transferred as u64,
-        captured: captured as u32,
+        captured: 0,
         reserved: 0,
     };
-    let len = size_of::<DataEvent>() + captured as usize;
-    let bytes =
-        unsafe { core::slice::from_raw_parts((scratch as *const DataScratch).cast::<u8>(), len) };
-    if EVENTS.output::<[u8]>(bytes, wakeup_flags()).is_err() {
-        count(COUNTER_RINGBUF_FULL);
+    let flags = wakeup_flags();
+    if wanted <= SMALL_CAPTURE as u64 {
+        emit_data::<SMALL_CAPTURE>(event, ptr, wanted, flags);
+    } else if wanted <= MEDIUM_CAPTURE as u64 {
+        emit_data::<MEDIUM_CAPTURE>(event, ptr, wanted, flags);
+    } else {
+        emit_data::<MAX_CAPTURE>(event, ptr, wanted, flags);
     }
+}
+
+/// Reserves a record with room for `N` bytes, copies up to `wanted` (at
+/// most `N`) user bytes from `ptr` into it and submits it.
+#[inline(always)]
+fn emit_data<const N: usize>(mut event: DataEvent, ptr: u64, wanted: u64, flags: u64) {
+    let Some(mut entry) = EVENTS.reserve::<DataRecord<N>>(0) else {
+        count(COUNTER_RINGBUF_FULL);
+        return;
+    };
+    let record = entry.as_mut_ptr();
+    // The bound the verifier checks the copy's size against.
+    let mut captured = if wanted > N as u64 { N as u64 } else { wanted };
+    if captured > 0 {
+        let rc = unsafe {
+            bpf_probe_read_user(
+                (&raw mut (*record).data).cast::<c_void>(),
+                captured as u32,
+                ptr as *const c_void,
+            )
+        };
+        if rc != 0 {
+            count(COUNTER_READ_FAILED);
+            captured = 0;
+        }
+    }
+    event.captured = captured as u32;
+    unsafe { (&raw mut (*record).event).write(event) };
+    entry.submit(flags);
 }
 
 // ---- close: stop following ----
