@@ -81,7 +81,7 @@ type Env = &'static [(&'static str, &'static str)];
 /// against [`TARGET_IDLE_RSS_MIB`]).
 const VARIANTS: [(&str, Build, Env); 6] = [
     (
-        "default build (mimalloc, purge delay 0, no arena eager commit, set in main)",
+        "default build (mimalloc, purge delay 0, no arena eager commit, set at load)",
         Build::Default,
         &[],
     ),
@@ -618,6 +618,11 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT met" }
 }
 
+/// OBI's (`otel/ebpf-instrument`) published probe time per request and
+/// RSS, printed beside ours as an anchor (issue 15); OBI does not run here.
+const OBI_PROBE_NS_PER_REQUEST: u32 = 500;
+const OBI_RSS_MB: u32 = 75;
+
 pub(crate) fn table(result: &EbpfResult) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "\neBPF agent: {}", describe());
@@ -710,6 +715,14 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     out,
                     "agent RSS at 20000/s: {mib:.1} MiB (target under 40): {}",
                     verdict(mib < 40.0)
+                );
+            }
+            if let Some(s) = steps.iter().find(|s| s.rate == 20_000) {
+                let _ = writeln!(
+                    out,
+                    "anchor (published figures, not measured here): OBI (otel/ebpf-instrument, the agent the chart used) about {OBI_PROBE_NS_PER_REQUEST} ns of probe time per request and {OBI_RSS_MB} MB RSS; ours at 20000/s: {:.0} ns, {:.1} MiB",
+                    s.attributable_ns_per_request(),
+                    s.rss as f64 / (1 << 20) as f64,
                 );
             }
             if let Some(v) = variants.first() {
