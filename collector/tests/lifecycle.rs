@@ -4,6 +4,7 @@
 mod support;
 
 use prost::Message;
+use std::process::Command;
 use support::{Collector, eventually, http_request, make_traces, read_file_exporter};
 
 fn post_traces(addr: std::net::SocketAddr, seed: u8, traces: usize, spans: usize) -> u16 {
@@ -154,4 +155,61 @@ fn sighup_with_a_broken_config_keeps_the_old_pipelines_serving() {
         || read_file_exporter(&collector.path("a.json")).span_count(),
         |n| *n == 10,
     );
+}
+
+/// Threads of process `pid` named `name`: tokio names its threads after the
+/// binary (as the kernel keeps the main thread's), cut to the kernel's 15
+/// bytes.
+fn threads_named(pid: u32, name: &str) -> usize {
+    let name = &name[..name.len().min(15)];
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the collector's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == name)
+        .count()
+}
+
+#[test]
+fn worker_threads_come_from_the_flag_then_the_environment() {
+    // No file exporter and no host names: nothing starts tokio's blocking
+    // pool, so the threads named after the binary are the main thread and
+    // the async workers.
+    let config = r#"
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+exporters:
+  debug:
+service:
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+  pipelines:
+    traces:
+      receivers: [otlp]
+      exporters: [debug]
+"#;
+    let binary = "agent-collector";
+    for (args, env, workers) in [
+        (&["--worker-threads", "3"][..], None, 3),
+        (&[][..], Some("5"), 5),
+        (&["--worker-threads", "1"][..], Some("5"), 1),
+    ] {
+        let mut command = Command::new(support::binary(binary));
+        command.env_remove("TOKIO_WORKER_THREADS");
+        if let Some(n) = env {
+            command.env("TOKIO_WORKER_THREADS", n);
+        }
+        let collector = Collector::spawn(command, binary, config, args);
+        // Serving: the runtime and its workers are up.
+        let addr = collector.address("otlp", "http");
+        assert_eq!(post_traces(addr, 1, 1, 1), 200);
+        assert_eq!(
+            threads_named(collector.pid(), binary),
+            1 + workers,
+            "{args:?} TOKIO_WORKER_THREADS={env:?}"
+        );
+    }
 }
