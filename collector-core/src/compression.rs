@@ -115,17 +115,19 @@ impl Encoding {
         use std::io::Write;
         match self {
             Encoding::Identity => Ok(data.to_vec()),
-            Encoding::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(data)?;
-                e.finish()
-            }
-            Encoding::Deflate => {
-                let mut e =
-                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(data)?;
-                e.finish()
-            }
+            // libdeflate at level 1, as the otlp exporter: whole buffers,
+            // about as fast as zlib's level 1 and a fifth smaller (README,
+            // "Performance").
+            Encoding::Gzip => deflate_whole(
+                data,
+                |c, n| c.gzip_compress_bound(n),
+                |c, i, o| c.gzip_compress(i, o),
+            ),
+            Encoding::Deflate => deflate_whole(
+                data,
+                |c, n| c.zlib_compress_bound(n),
+                |c, i, o| c.zlib_compress(i, o),
+            ),
             Encoding::Zstd => zstd::bulk::compress(data, 1),
             Encoding::Snappy => snap::raw::Encoder::new()
                 .compress_vec(data)
@@ -162,6 +164,24 @@ fn read_limited(
     if out.len() > limit {
         return Err(DecompressError::TooLarge { limit });
     }
+    Ok(out)
+}
+
+/// `data` compressed whole by libdeflate at level 1, in the container
+/// `compress` writes (gzip or zlib), into a buffer of `bound`'s size.
+fn deflate_whole(
+    data: &[u8],
+    bound: impl Fn(&mut libdeflater::Compressor, usize) -> usize,
+    compress: impl Fn(
+        &mut libdeflater::Compressor,
+        &[u8],
+        &mut [u8],
+    ) -> Result<usize, libdeflater::CompressionError>,
+) -> std::io::Result<Vec<u8>> {
+    let mut compressor = libdeflater::Compressor::new(libdeflater::CompressionLvl::fastest());
+    let mut out = vec![0; bound(&mut compressor, data.len())];
+    let written = compress(&mut compressor, data, &mut out).map_err(std::io::Error::other)?;
+    out.truncate(written);
     Ok(out)
 }
 
