@@ -17,7 +17,10 @@
 use super::config::Compression;
 use bytes::Bytes;
 use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use zstd::stream::raw::{InBuffer, Operation, OutBuffer};
 
 /// Length of the gRPC message prefix: flag and length.
@@ -39,6 +42,44 @@ impl std::fmt::Debug for FrameEncoder {
         f.debug_struct("FrameEncoder")
             .field("compression", &self.compression)
             .finish_non_exhaustive()
+    }
+}
+
+/// One gRPC message on the wire, as the request body: the prefix and the
+/// message in one or more chunks, sent in order.
+#[derive(Debug)]
+pub(super) struct Frame {
+    chunks: VecDeque<Bytes>,
+}
+
+impl Frame {
+    /// Bytes left to send.
+    fn remaining(&self) -> u64 {
+        self.chunks.iter().map(|c| c.len() as u64).sum()
+    }
+}
+
+impl hyper::body::Body for Frame {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(
+            self.chunks
+                .pop_front()
+                .map(|chunk| Ok(hyper::body::Frame::data(chunk))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining())
     }
 }
 
@@ -83,16 +124,18 @@ impl FrameEncoder {
     }
 
     /// One gRPC frame holding the message made of `segments`.
-    pub(super) fn encode(&self, segments: &[Bytes]) -> Result<Bytes, String> {
+    pub(super) fn encode(&self, segments: &[Bytes]) -> Result<Frame, String> {
         let total: usize = segments.iter().map(Bytes::len).sum();
         let Some((compression, level)) = self.compression else {
-            let mut frame = Vec::with_capacity(PREFIX_LEN + total);
-            frame.push(0);
-            frame.extend_from_slice(&message_len(total)?.to_be_bytes());
-            for segment in segments {
-                frame.extend_from_slice(segment);
-            }
-            return Ok(Bytes::from(frame));
+            // Uncompressed, the segments go out as they are, after the
+            // prefix: the transport writes each from its own buffer, so
+            // the message is never copied into one.
+            let mut prefix = [0; PREFIX_LEN];
+            prefix[1..].copy_from_slice(&message_len(total)?.to_be_bytes());
+            let mut chunks = VecDeque::with_capacity(1 + segments.len());
+            chunks.push_back(Bytes::copy_from_slice(&prefix));
+            chunks.extend(segments.iter().filter(|s| !s.is_empty()).cloned());
+            return Ok(Frame { chunks });
         };
         let mut state = self.take(compression, level)?;
         let result = match &mut state {
@@ -108,7 +151,9 @@ impl FrameEncoder {
         self.give_back(state);
         let len = message_len(frame.len() - PREFIX_LEN)?;
         frame[1..PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
-        Ok(Bytes::from(frame))
+        Ok(Frame {
+            chunks: VecDeque::from([Bytes::from(frame)]),
+        })
     }
 
     fn take(&self, compression: Compression, level: i32) -> Result<State, String> {
@@ -251,6 +296,20 @@ mod tests {
         segments.iter().flat_map(|s| s.iter().copied()).collect()
     }
 
+    /// What the body sends, read through `Body` as the transport reads it.
+    fn sent(mut frame: Frame) -> Vec<u8> {
+        use hyper::body::Body;
+        let hint = frame.size_hint().exact();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut out = Vec::new();
+        while let Poll::Ready(Some(chunk)) = Pin::new(&mut frame).poll_frame(&mut cx) {
+            out.extend_from_slice(chunk.expect("infallible").data_ref().expect("data"));
+        }
+        assert!(frame.is_end_stream());
+        assert_eq!(hint, Some(out.len() as u64));
+        out
+    }
+
     fn unframe(frame: &[u8]) -> (bool, &[u8]) {
         let len = u32::from_be_bytes([frame[1], frame[2], frame[3], frame[4]]) as usize;
         assert_eq!(frame.len(), PREFIX_LEN + len);
@@ -258,17 +317,32 @@ mod tests {
     }
 
     #[test]
-    fn uncompressed_frames_copy_the_segments() {
+    fn uncompressed_frames_send_the_segments_as_they_are() {
         let segments = segments();
-        let frame = FrameEncoder::new(Compression::None, None)
-            .encode(&segments)
-            .unwrap();
+        let frame = sent(
+            FrameEncoder::new(Compression::None, None)
+                .encode(&segments)
+                .unwrap(),
+        );
         let (compressed, message) = unframe(&frame);
         assert!(!compressed);
         assert_eq!(message, joined(&segments));
-        let empty = FrameEncoder::new(Compression::None, None)
-            .encode(&[])
+        // The very buffers: no copy (the empty segment is left out).
+        let frame = FrameEncoder::new(Compression::None, None)
+            .encode(&segments)
             .unwrap();
+        let sent_from: Vec<*const u8> = frame.chunks.iter().skip(1).map(|c| c.as_ptr()).collect();
+        let given: Vec<*const u8> = segments
+            .iter()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_ptr())
+            .collect();
+        assert_eq!(sent_from, given);
+        let empty = sent(
+            FrameEncoder::new(Compression::None, None)
+                .encode(&[])
+                .unwrap(),
+        );
         assert_eq!(&empty[..], &[0, 0, 0, 0, 0]);
     }
 
@@ -292,7 +366,7 @@ mod tests {
                 } else {
                     &segments
                 };
-                let frame = encoder.encode(input).unwrap();
+                let frame = sent(encoder.encode(input).unwrap());
                 let (compressed, message) = unframe(&frame);
                 assert!(compressed);
                 let limit = original.len();
@@ -325,7 +399,7 @@ mod tests {
     fn empty_messages_compress() {
         for compression in [Compression::Gzip, Compression::Zstd] {
             let encoder = FrameEncoder::new(compression, Some(1));
-            let frame = encoder.encode(&[]).unwrap();
+            let frame = sent(encoder.encode(&[]).unwrap());
             let (_, message) = unframe(&frame);
             assert!(
                 decompress(encoder.encoding().unwrap(), message, 10)
@@ -338,9 +412,11 @@ mod tests {
     #[test]
     fn decompression_is_bounded() {
         let big = vec![0u8; 100_000];
-        let gz = FrameEncoder::new(Compression::Gzip, Some(1))
-            .encode(&[Bytes::from(big.clone())])
-            .unwrap();
+        let gz = sent(
+            FrameEncoder::new(Compression::Gzip, Some(1))
+                .encode(&[Bytes::from(big.clone())])
+                .unwrap(),
+        );
         assert_eq!(decompress("gzip", &gz[5..], 100_000).unwrap(), big);
         assert!(decompress("gzip", &gz[5..], 99_999).is_err());
         assert!(decompress("snappy", &gz[5..], 10).is_err());

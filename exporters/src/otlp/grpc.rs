@@ -18,7 +18,6 @@ use collector_core::pdata::rpc::grpc_retry_delay;
 use collector_core::pdata::{Payload, Signal};
 use http::header::{CONTENT_TYPE, TE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
-use http_body_util::Full;
 use std::time::Duration;
 use tonic::metadata::{AsciiMetadataValue, BinaryMetadataValue, MetadataKey, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
@@ -221,13 +220,13 @@ fn chain(error: &dyn std::error::Error) -> String {
 #[async_trait]
 impl Sender for GrpcSender {
     async fn send(&self, payload: &Payload) -> Result<SendOutcome, ConsumeError> {
-        // The received bytes, as segments: each byte is copied (or
-        // compressed) once, into the frame.
+        // The received bytes, as segments: sent as they are, or each byte
+        // compressed once, into the frame.
         let frame = self
             .encoder
             .encode(&payload.protobuf_segments())
             .map_err(ConsumeError::invalid)?;
-        let mut request = http::Request::new(tonic::body::Body::new(Full::new(frame)));
+        let mut request = http::Request::new(tonic::body::Body::new(frame));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = path(payload.signal());
         *request.version_mut() = Version::HTTP_2;
