@@ -46,7 +46,7 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::children::{ChildGuard, check_interrupted};
 use super::probe::{self, cpu_ticks, free_address, json_number, peak_rss_bytes};
-use super::report::Json;
+use super::report::{Json, verdict};
 use super::{Bench, START_TIMEOUT, with_fresh_ports};
 use crate::cmd;
 
@@ -928,11 +928,7 @@ pub(crate) fn table(settings: &super::Settings, result: &BrowserResult) -> Strin
                 "limiter's cost: {:.1}% of the intake's CPU (1 - req/CPU-s on / off), target < {:.0}% [{}]",
                 cost * 100.0,
                 TARGET_LIMITER_COST * 100.0,
-                if cost < TARGET_LIMITER_COST {
-                    "met"
-                } else {
-                    "MISSED"
-                }
+                verdict(cost < TARGET_LIMITER_COST)
             );
         }
         None => {

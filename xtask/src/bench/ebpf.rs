@@ -44,7 +44,7 @@ use super::gateway::Scrape;
 use super::probe::{
     clock_ticks_per_second, cpu_ticks, free_address, http_get, peak_rss_bytes, rss_bytes,
 };
-use super::report::Json;
+use super::report::{Json, verdict};
 use super::{Bench, START_TIMEOUT, with_fresh_ports};
 
 /// Request rates measured, per second.
@@ -612,10 +612,6 @@ pub(crate) fn run(bench: &mut Bench<'_>) -> Result<EbpfResult> {
     });
     super::children::check_interrupted()?;
     Ok(EbpfResult { steps })
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT met" }
 }
 
 /// OBI's (`otel/ebpf-instrument`) published probe time per request and

@@ -44,7 +44,7 @@ use super::children::{ChildGuard, check_interrupted, pause};
 use super::probe::{
     self, SinkCounts, cpu_ticks, free_address, http_get, peak_rss_bytes, rss_bytes,
 };
-use super::report::Json;
+use super::report::{Json, verdict};
 use super::{Bench, LoadgenSummary, START_TIMEOUT, with_fresh_ports};
 
 /// `decision_wait` of the throughput run.
@@ -916,11 +916,7 @@ pub(crate) fn table(settings: &super::Settings, result: &GatewayResult) -> Strin
                 out,
                 "  RSS per span / encoded size  {:>9.2}x    goal <= {TARGET_RSS_RATIO:.1}x [{}]",
                 ratio,
-                if ratio <= TARGET_RSS_RATIO {
-                    "met"
-                } else {
-                    "MISSED"
-                }
+                verdict(ratio <= TARGET_RSS_RATIO)
             );
             if m.decided_early > 0 {
                 let _ = writeln!(

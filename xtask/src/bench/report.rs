@@ -23,9 +23,11 @@ fn target_split_cost(id: ContenderId) -> f64 {
     }
 }
 
-fn verdict(met: bool) -> &'static str {
+/// How every target's outcome is printed, in every section.
+pub(crate) fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
+
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The median round's figures of a contender, or why there are none.
