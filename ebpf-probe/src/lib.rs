@@ -208,6 +208,38 @@ pub struct DataEvent {
     pub reserved: u32,
 }
 
+/// The socket-hook candidate (`src/socket_hooks.rs`, measured by the bench,
+/// not used by the agent): its maps and settings.
+pub mod socket_hooks {
+    /// Followed sockets (`SockHash<u64>`, keyed by socket cookie).
+    pub const MAP_SOCKETS: &str = "SOCKETS";
+    /// Ring buffer of [`crate::DataEvent`]s.
+    pub const MAP_EVENTS: &str = "EVENTS";
+    /// Settings (`Array<u32>`, indices `CONFIG_*`).
+    pub const MAP_CONFIG: &str = "CONFIG";
+    /// Per-CPU counters (`PerCpuArray<u64>`, indices `COUNTER_*`).
+    pub const MAP_COUNTERS: &str = "COUNTERS";
+    /// Ring buffer size, bytes.
+    pub const RING_BYTES: u32 = 4 << 20;
+    /// [`MAP_CONFIG`] index: the local port whose connections are followed.
+    pub const CONFIG_PORT: u32 = 0;
+    /// [`MAP_CONFIG`] index: bytes captured per message or segment.
+    pub const CONFIG_CAPTURE_BYTES: u32 = 1;
+    /// [`MAP_CONFIG`] index: 1 to write records; 0 to pass messages and
+    /// segments without a record (what the hooks themselves cost).
+    pub const CONFIG_RECORDS: u32 = 2;
+    /// Entries of [`MAP_CONFIG`].
+    pub const CONFIG_LEN: u32 = 3;
+    /// Records dropped because the ring buffer was full.
+    pub const COUNTER_RINGBUF_FULL: u32 = 0;
+    /// Connections not followed because the sockhash refused them.
+    pub const COUNTER_SOCKHASH_FULL: u32 = 1;
+    /// Entries of [`MAP_COUNTERS`].
+    pub const COUNTER_LEN: u32 = 2;
+    /// The programs, as named in the object.
+    pub const PROGRAMS: [&str; 3] = ["socket_established", "socket_send", "socket_receive"];
+}
+
 /// Address family numbers as Linux defines them.
 pub const AF_INET: u16 = 2;
 /// IPv6.

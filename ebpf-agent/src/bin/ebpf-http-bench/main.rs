@@ -6,6 +6,7 @@
 //! ebpf-http-bench serve --listen 127.0.0.1:8080
 //! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --duration 10s --connections 8
 //! ebpf-http-bench syscalls --count 2000000
+//! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --socket-hooks
 //! ```
 //!
 //! The server answers `/status/<code>` with that code, `/chunked` in three
@@ -22,6 +23,13 @@
 //! syscall of the fastest round, in ns, as one JSON line. Run with and
 //! without the agent, the difference is the node tax: what the probes cost
 //! a process they do not trace.
+//!
+//! `--socket-hooks` (root) loads the socket-level candidate probes
+//! ([`socket_hooks`]) for the run, following the target's port (`load`) or
+//! the given port (`syscalls`), and adds what the kernel measured of them
+//! to the JSON line under `socket_hooks`.
+
+mod socket_hooks;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -67,20 +75,40 @@ enum Command {
         /// Keep-alive connections.
         #[arg(long, default_value_t = 8)]
         connections: u64,
+        /// Load the socket-hook candidate, following the target's port.
+        #[arg(long)]
+        socket_hooks: bool,
+        /// With --socket-hooks: pass data without writing records.
+        #[arg(long, requires = "socket_hooks")]
+        no_records: bool,
     },
     /// Measure the CPU cost of a read/write syscall pair of this process.
     Syscalls {
         /// read+write pairs per round.
         #[arg(long, default_value_t = 2_000_000)]
         count: u64,
+        /// Load the socket-hook candidate, following this port.
+        #[arg(long)]
+        socket_hooks_port: Option<u16>,
     },
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if let Command::Syscalls { count } = args.command {
+    if let Command::Syscalls {
+        count,
+        socket_hooks_port,
+    } = args.command
+    {
+        let hooks = socket_hooks_port
+            .map(|port| socket_hooks::SocketHooks::attach(port, true))
+            .transpose()?;
         let ns = syscall_cost(count)?;
-        println!("{{\"ns_per_syscall\":{ns:.1},\"count\":{count}}}");
+        let mut report = serde_json::json!({"ns_per_syscall": ns, "count": count});
+        if let Some(hooks) = hooks {
+            report["socket_hooks"] = hooks.finish()?;
+        }
+        println!("{report}");
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -95,13 +123,21 @@ fn main() -> Result<()> {
             rate,
             duration,
             connections,
+            socket_hooks,
+            no_records,
         } => {
             let duration = collector_core::config::duration::parse(&duration)
                 .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
             if rate == 0 || connections == 0 {
                 bail!("--rate and --connections must be > 0");
             }
-            let report = runtime.block_on(load(target, &path, rate, duration, connections))?;
+            let hooks = socket_hooks
+                .then(|| socket_hooks::SocketHooks::attach(target.port(), !no_records))
+                .transpose()?;
+            let mut report = runtime.block_on(load(target, &path, rate, duration, connections))?;
+            if let Some(hooks) = hooks {
+                report["socket_hooks"] = hooks.finish()?;
+            }
             println!("{report}");
             Ok(())
         }
@@ -297,7 +333,7 @@ async fn load(
     rate: u64,
     duration: Duration,
     connections: u64,
-) -> Result<String> {
+) -> Result<serde_json::Value> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {target}\r\n\r\n").into_bytes();
     let per_connection = Duration::from_secs_f64(connections as f64 / rate as f64);
     let start = Instant::now();
@@ -332,6 +368,5 @@ async fn load(
         "seconds": elapsed,
         "p50_us": percentile(&total.latencies_us, 0.50),
         "p99_us": percentile(&total.latencies_us, 0.99),
-    })
-    .to_string())
+    }))
 }
