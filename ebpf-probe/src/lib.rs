@@ -219,8 +219,12 @@ pub mod socket_hooks {
     pub const MAP_CONFIG: &str = "CONFIG";
     /// Per-CPU counters (`PerCpuArray<u64>`, indices `COUNTER_*`).
     pub const MAP_COUNTERS: &str = "COUNTERS";
-    /// Ring buffer size, bytes.
-    pub const RING_BYTES: u32 = 4 << 20;
+    /// Ring buffer size, bytes: room for 50 ms of records at 20,000
+    /// requests/s (two records of at most 200 bytes each per request), and
+    /// small enough to stay warm in the cache: measured at 20,000/s, the
+    /// hooks cost 260-280 ns per request with 1 MiB and 380-420 ns with
+    /// 4 MiB.
+    pub const RING_BYTES: u32 = 1 << 20;
     /// [`MAP_CONFIG`] index: the local port whose connections are followed.
     pub const CONFIG_PORT: u32 = 0;
     /// [`MAP_CONFIG`] index: bytes captured per message or segment.

@@ -61,8 +61,11 @@ mod programs {
     #[map]
     static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTER_LEN, 0);
 
-    /// As the agent's probe: a capture goes in the smallest class it fits.
-    const SMALL_CAPTURE: usize = 256;
+    /// A capture goes in the smallest class it fits, as in the agent's
+    /// probe, with a smaller first class: a request head without a body
+    /// and a response's status line and framing headers fit 128 bytes,
+    /// and smaller records keep the ring's footprint in the cache small.
+    const SMALL_CAPTURE: usize = 128;
     const MEDIUM_CAPTURE: usize = 1024;
 
     /// `bpf_ringbuf_submit` flag: the reader polls.

@@ -30,6 +30,11 @@
 //! the kernel events lost. Targets: under 300 ns of probe time per request,
 //! under 40 MiB RSS, nothing lost at 20,000 requests/s; under
 //! [`TARGET_IDLE_RSS_MIB`] RSS idle (the default build, fresh agent).
+//!
+//! Then a candidate design, measured the same way ([`candidate`]):
+//! socket-level hooks that run only for the server's connections.
+
+mod candidate;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -251,6 +256,8 @@ pub(crate) struct Measured {
     tax: NodeTax,
     steps: Vec<Step>,
     variants: Vec<Variant>,
+    /// The socket-hook candidate, or why it could not be measured.
+    candidate: Result<candidate::Candidate, String>,
 }
 
 /// The section's outcome.
@@ -331,6 +338,17 @@ impl Agent {
 }
 
 fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<Load> {
+    Load::parse(&load_with(bench, name, server, rate, &[])?)
+}
+
+/// Runs `ebpf-http-bench load` with `extra` arguments; its report line.
+fn load_with(
+    bench: &Bench<'_>,
+    name: &str,
+    server: SocketAddr,
+    rate: u64,
+    extra: &[&str],
+) -> Result<String> {
     let log = bench.layout.log(name);
     let mut command = Command::new(&bench.layout.http_bench);
     command.args([
@@ -344,6 +362,7 @@ fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<
         "--connections",
         &CONNECTIONS.to_string(),
     ]);
+    command.args(extra);
     let mut guard = ChildGuard::spawn(name, &mut command, &log)?;
     let deadline = Instant::now() + bench.settings.duration + START_TIMEOUT;
     while guard.try_exit()?.is_none() {
@@ -357,7 +376,7 @@ fn load(bench: &Bench<'_>, name: &str, server: SocketAddr, rate: u64) -> Result<
     }
     let text =
         std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
-    Load::parse(text.lines().last().unwrap_or_default())
+    Ok(text.lines().last().unwrap_or_default().to_string())
 }
 
 /// Starts the agent with `port` as its port filter; `expect_selected` says
@@ -550,10 +569,16 @@ fn measure(bench: &mut Bench<'_>) -> Result<Measured> {
             threads: thread_count(pid)?,
         });
     }
+    let plain: Vec<(u64, Load)> = steps.iter().map(|s| (s.rate, s.plain.clone())).collect();
+    let candidate = candidate::measure(bench, server_address, &plain).map_err(|e| {
+        eprintln!("bench: ebpf: the socket-hook candidate failed: {e:#}");
+        format!("{e:#}")
+    });
     Ok(Measured {
         tax,
         steps,
         variants,
+        candidate,
     })
 }
 
@@ -587,9 +612,15 @@ fn next_run_stats(agent: &mut Agent) -> Result<Scrape> {
 /// kernel's run statistics read the clock twice per program run, which
 /// production nodes do not pay.
 fn syscall_cost(bench: &Bench<'_>) -> Result<f64> {
+    syscall_cost_with(bench, &[])
+}
+
+/// [`syscall_cost`] with `extra` arguments.
+fn syscall_cost_with(bench: &Bench<'_>, extra: &[&str]) -> Result<f64> {
     let _off = BpfStats::set("0")?;
     let output = Command::new(&bench.layout.http_bench)
         .args(["syscalls", "--count", &SYSCALL_PAIRS.to_string()])
+        .args(extra)
         .output()
         .context("running ebpf-http-bench syscalls")?;
     if !output.status.success() {
@@ -630,6 +661,7 @@ pub(crate) fn table(result: &EbpfResult) -> String {
             tax,
             steps,
             variants,
+            candidate,
         }) => {
             let _ = writeln!(
                 out,
@@ -751,6 +783,12 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     v.threads,
                 );
             }
+            match candidate {
+                Ok(candidate) => out.push_str(&candidate::table(candidate)),
+                Err(e) => {
+                    let _ = writeln!(out, "socket-hook candidate: not measured: {e}");
+                }
+            }
         }
     }
     out
@@ -766,6 +804,7 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
             tax,
             steps,
             variants,
+            candidate,
         }) => Json::Object(vec![
             ("status", Json::Str("measured".into())),
             ("description", Json::Str(describe())),
@@ -835,6 +874,16 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
                         })
                         .collect(),
                 ),
+            ),
+            (
+                "socket_hook_candidate",
+                match candidate {
+                    Ok(candidate) => candidate::json(candidate),
+                    Err(e) => Json::Object(vec![
+                        ("status", Json::Str("failed".into())),
+                        ("error", Json::Str(e.clone())),
+                    ]),
+                },
             ),
         ]),
     }
