@@ -208,9 +208,9 @@ pub struct DataEvent {
     pub reserved: u32,
 }
 
-/// The socket-hook candidate (`src/socket_hooks.rs`, measured by the bench,
-/// not used by the agent): its maps and settings.
-pub mod socket_hooks {
+/// The hook candidates (`src/candidates.rs`, measured by the bench, not used
+/// by the agent): their maps and settings.
+pub mod candidates {
     /// Followed sockets (`SockHash<u64>`, keyed by socket cookie).
     pub const MAP_SOCKETS: &str = "SOCKETS";
     /// Ring buffer of [`crate::DataEvent`]s.
@@ -225,7 +225,7 @@ pub mod socket_hooks {
     /// hooks cost 260-280 ns per request with 1 MiB and 380-420 ns with
     /// 4 MiB.
     pub const RING_BYTES: u32 = 1 << 20;
-    /// [`MAP_CONFIG`] index: the local port whose connections are followed.
+    /// [`MAP_CONFIG`] index: the server port whose connections are followed.
     pub const CONFIG_PORT: u32 = 0;
     /// [`MAP_CONFIG`] index: bytes captured per message or segment.
     pub const CONFIG_CAPTURE_BYTES: u32 = 1;
@@ -240,8 +240,10 @@ pub mod socket_hooks {
     pub const COUNTER_SOCKHASH_FULL: u32 = 1;
     /// Entries of [`MAP_COUNTERS`].
     pub const COUNTER_LEN: u32 = 2;
-    /// The programs, as named in the object.
-    pub const PROGRAMS: [&str; 3] = ["socket_established", "socket_send", "socket_receive"];
+    /// The socket hooks' programs, as named in the object.
+    pub const SOCKET_PROGRAMS: [&str; 3] = ["socket_receive", "socket_send", "socket_established"];
+    /// The packet hook's program.
+    pub const PACKET_PROGRAMS: [&str; 1] = ["packet_ingress"];
 }
 
 /// Address family numbers as Linux defines them.

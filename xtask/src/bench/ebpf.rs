@@ -31,8 +31,9 @@
 //! under 40 MiB RSS, nothing lost at 20,000 requests/s; under
 //! [`TARGET_IDLE_RSS_MIB`] RSS idle (the default build, fresh agent).
 //!
-//! Then a candidate design, measured the same way ([`candidate`]):
-//! socket-level hooks that run only for the server's connections.
+//! Then candidate hook designs, measured the same way ([`candidate`]):
+//! socket-level hooks and a TC classifier, which run only for the server's
+//! traffic.
 
 mod candidate;
 
@@ -256,8 +257,8 @@ pub(crate) struct Measured {
     tax: NodeTax,
     steps: Vec<Step>,
     variants: Vec<Variant>,
-    /// The socket-hook candidate, or why it could not be measured.
-    candidate: Result<candidate::Candidate, String>,
+    /// The hook candidates, or why each could not be measured.
+    candidates: Vec<Result<candidate::Candidate, String>>,
 }
 
 /// The section's outcome.
@@ -570,15 +571,12 @@ fn measure(bench: &mut Bench<'_>) -> Result<Measured> {
         });
     }
     let plain: Vec<(u64, Load)> = steps.iter().map(|s| (s.rate, s.plain.clone())).collect();
-    let candidate = candidate::measure(bench, server_address, &plain).map_err(|e| {
-        eprintln!("bench: ebpf: the socket-hook candidate failed: {e:#}");
-        format!("{e:#}")
-    });
+    let candidates = candidate::measure(bench, server_address, &plain);
     Ok(Measured {
         tax,
         steps,
         variants,
-        candidate,
+        candidates,
     })
 }
 
@@ -661,7 +659,7 @@ pub(crate) fn table(result: &EbpfResult) -> String {
             tax,
             steps,
             variants,
-            candidate,
+            candidates,
         }) => {
             let _ = writeln!(
                 out,
@@ -783,10 +781,12 @@ pub(crate) fn table(result: &EbpfResult) -> String {
                     v.threads,
                 );
             }
-            match candidate {
-                Ok(candidate) => out.push_str(&candidate::table(candidate)),
-                Err(e) => {
-                    let _ = writeln!(out, "socket-hook candidate: not measured: {e}");
+            for candidate in candidates {
+                match candidate {
+                    Ok(candidate) => out.push_str(&candidate::table(candidate)),
+                    Err(e) => {
+                        let _ = writeln!(out, "a hook candidate was not measured: {e}");
+                    }
                 }
             }
         }
@@ -804,7 +804,7 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
             tax,
             steps,
             variants,
-            candidate,
+            candidates,
         }) => Json::Object(vec![
             ("status", Json::Str("measured".into())),
             ("description", Json::Str(describe())),
@@ -876,14 +876,19 @@ pub(crate) fn json(result: &EbpfResult) -> Json {
                 ),
             ),
             (
-                "socket_hook_candidate",
-                match candidate {
-                    Ok(candidate) => candidate::json(candidate),
-                    Err(e) => Json::Object(vec![
-                        ("status", Json::Str("failed".into())),
-                        ("error", Json::Str(e.clone())),
-                    ]),
-                },
+                "hook_candidates",
+                Json::Array(
+                    candidates
+                        .iter()
+                        .map(|candidate| match candidate {
+                            Ok(candidate) => candidate::json(candidate),
+                            Err(e) => Json::Object(vec![
+                                ("status", Json::Str("failed".into())),
+                                ("error", Json::Str(e.clone())),
+                            ]),
+                        })
+                        .collect(),
+                ),
             ),
         ]),
     }

@@ -6,7 +6,7 @@
 //! ebpf-http-bench serve --listen 127.0.0.1:8080
 //! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --duration 10s --connections 8
 //! ebpf-http-bench syscalls --count 2000000
-//! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --socket-hooks
+//! ebpf-http-bench load --target 127.0.0.1:8080 --rate 5000 --hooks socket
 //! ```
 //!
 //! The server answers `/status/<code>` with that code, `/chunked` in three
@@ -24,12 +24,12 @@
 //! without the agent, the difference is the node tax: what the probes cost
 //! a process they do not trace.
 //!
-//! `--socket-hooks` (root) loads the socket-level candidate probes
-//! ([`socket_hooks`]) for the run, following the target's port (`load`) or
-//! the given port (`syscalls`), and adds what the kernel measured of them
-//! to the JSON line under `socket_hooks`.
+//! `--hooks socket|packet` (root) loads a candidate hook design
+//! ([`candidates`]) for the run, following the target's port (`load`) or
+//! `--hooks-port` (`syscalls`), and adds what the kernel measured of it to
+//! the JSON line under `hooks`.
 
-mod socket_hooks;
+mod candidates;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
@@ -75,21 +75,30 @@ enum Command {
         /// Keep-alive connections.
         #[arg(long, default_value_t = 8)]
         connections: u64,
-        /// Load the socket-hook candidate, following the target's port.
-        #[arg(long)]
-        socket_hooks: bool,
-        /// With --socket-hooks: pass data without writing records.
-        #[arg(long, requires = "socket_hooks")]
+        /// Load a candidate hook design, following the target's port.
+        #[arg(long, value_enum)]
+        hooks: Option<candidates::Design>,
+        /// With --hooks: pass data without writing records.
+        #[arg(long, requires = "hooks")]
         no_records: bool,
+        /// With --hooks packet: the interface to hook.
+        #[arg(long, default_value = "lo")]
+        hooks_interface: String,
     },
     /// Measure the CPU cost of a read/write syscall pair of this process.
     Syscalls {
         /// read+write pairs per round.
         #[arg(long, default_value_t = 2_000_000)]
         count: u64,
-        /// Load the socket-hook candidate, following this port.
+        /// Load a candidate hook design for the loop.
+        #[arg(long, value_enum, requires = "hooks_port")]
+        hooks: Option<candidates::Design>,
+        /// With --hooks: the server port it follows.
         #[arg(long)]
-        socket_hooks_port: Option<u16>,
+        hooks_port: Option<u16>,
+        /// With --hooks packet: the interface to hook.
+        #[arg(long, default_value = "lo")]
+        hooks_interface: String,
     },
 }
 
@@ -97,16 +106,20 @@ fn main() -> Result<()> {
     let args = Args::parse();
     if let Command::Syscalls {
         count,
-        socket_hooks_port,
-    } = args.command
+        hooks,
+        hooks_port,
+        hooks_interface,
+    } = &args.command
     {
-        let hooks = socket_hooks_port
-            .map(|port| socket_hooks::SocketHooks::attach(port, true))
+        let count = *count;
+        let hooks = hooks
+            .zip(*hooks_port)
+            .map(|(design, port)| candidates::Hooks::attach(design, port, hooks_interface, true))
             .transpose()?;
         let ns = syscall_cost(count)?;
         let mut report = serde_json::json!({"ns_per_syscall": ns, "count": count});
         if let Some(hooks) = hooks {
-            report["socket_hooks"] = hooks.finish()?;
+            report["hooks"] = hooks.finish()?;
         }
         println!("{report}");
         return Ok(());
@@ -123,20 +136,23 @@ fn main() -> Result<()> {
             rate,
             duration,
             connections,
-            socket_hooks,
+            hooks,
             no_records,
+            hooks_interface,
         } => {
             let duration = collector_core::config::duration::parse(&duration)
                 .map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
             if rate == 0 || connections == 0 {
                 bail!("--rate and --connections must be > 0");
             }
-            let hooks = socket_hooks
-                .then(|| socket_hooks::SocketHooks::attach(target.port(), !no_records))
+            let hooks = hooks
+                .map(|design| {
+                    candidates::Hooks::attach(design, target.port(), &hooks_interface, !no_records)
+                })
                 .transpose()?;
             let mut report = runtime.block_on(load(target, &path, rate, duration, connections))?;
             if let Some(hooks) = hooks {
-                report["socket_hooks"] = hooks.finish()?;
+                report["hooks"] = hooks.finish()?;
             }
             println!("{report}");
             Ok(())

@@ -1,15 +1,22 @@
-//! The socket-hook candidate (issue 15, part 1: "measure each candidate
-//! before choosing"): `ebpf-http-bench load --socket-hooks` loads
-//! `sock_ops` + `sk_msg` + an `sk_skb` stream verdict on a sockhash of the
-//! server's connections for the length of the load, and reports what the
-//! kernel measured of them. These hooks run only for followed sockets, so
-//! all their run time is the server's: no subtraction of other processes'
-//! runs as for the agent's syscall probes.
+//! The hook candidates (issue 15, part 1: "measure each candidate before
+//! choosing"): `ebpf-http-bench load --hooks DESIGN` loads a candidate for
+//! the length of the load and reports what the kernel measured of it.
 //!
-//! Each rate is run twice: with records (the first bytes of each segment
-//! received and message sent copied into a ring buffer, as the agent's
-//! captures) and without (the hooks pass everything: what the hook type
-//! alone costs). The node tax is measured with the hooks loaded.
+//! - `socket`: `sock_ops` on the root cgroup puts the server's accepted
+//!   connections in a sockhash; `sk_msg` (sends) and an `sk_skb` stream
+//!   verdict (received segments) on it copy first bytes.
+//! - `packet`: a TC classifier (TCX) on loopback's ingress copies the first
+//!   payload bytes of the segments to and from the server's port.
+//!
+//! Both run only for the server's traffic (the packet hook: for every
+//! packet on the interface, returning at once for other ports), so their
+//! run time is the server's: no subtraction of other processes' runs as for
+//! the agent's syscall probes.
+//!
+//! Each rate is run twice: with records (first bytes copied into a ring
+//! buffer, as the agent's captures) and without (the hooks pass everything:
+//! what the hook type alone costs). The node tax is measured with the hooks
+//! loaded, beside a loop without them.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -21,29 +28,36 @@ use super::{Load, TARGET_ADDED_P99_US, TARGET_NODE_TAX_NS, TARGET_REQUEST_NS, sy
 use crate::bench::Bench;
 use crate::bench::report::{Json, verdict};
 
-/// The candidate's programs, in the order printed.
-const PROGRAMS: [&str; 3] = ["socket_receive", "socket_send", "socket_established"];
+/// A candidate: its design name and programs, in the order printed.
+type Design = (&'static str, &'static [&'static str]);
 
-/// What one `load --socket-hooks` run reported of the hooks.
+/// The candidates measured.
+const DESIGNS: [Design; 2] = [
+    (
+        "socket",
+        &["socket_receive", "socket_send", "socket_established"],
+    ),
+    ("packet", &["packet_ingress"]),
+];
+
+/// What one `load --hooks` run reported of the hooks.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Hooks {
-    /// Per program: kernel ns and runs, in [`PROGRAMS`] order.
+    /// Per program: kernel ns and runs, in the design's order.
     programs: Vec<(u64, u64)>,
     records: u64,
     lost: u64,
 }
 
 impl Hooks {
-    fn parse(report: &Value) -> Result<Hooks> {
-        let hooks = report
-            .get("socket_hooks")
-            .context("no socket_hooks in the load report")?;
+    fn parse(report: &Value, programs: &[&str]) -> Result<Hooks> {
+        let hooks = report.get("hooks").context("no hooks in the load report")?;
         let number = |value: Option<&Value>, what: &str| {
             value
                 .and_then(Value::as_u64)
-                .with_context(|| format!("no {what} in the socket_hooks report"))
+                .with_context(|| format!("no {what} in the hooks report"))
         };
-        let programs = PROGRAMS
+        let programs = programs
             .iter()
             .map(|name| {
                 let program = hooks.get("programs").and_then(|p| p.get(*name));
@@ -88,9 +102,10 @@ impl Step {
     }
 }
 
-/// What the candidate's runs measured.
+/// What one candidate's runs measured.
 #[derive(Debug)]
 pub(crate) struct Candidate {
+    design: Design,
     /// CPU ns per syscall of an untraced process without probes, measured
     /// right before [`Candidate::tax`] so that both see the same machine.
     no_hooks: f64,
@@ -99,57 +114,72 @@ pub(crate) struct Candidate {
     steps: Vec<Step>,
 }
 
-/// One `ebpf-http-bench load --socket-hooks` run.
+/// One `ebpf-http-bench load --hooks` run.
 fn load(
     bench: &Bench<'_>,
-    name: &str,
+    (design, programs): Design,
     server: SocketAddr,
     rate: u64,
     records: bool,
 ) -> Result<(Load, Hooks)> {
-    let mut extra = vec!["--socket-hooks"];
+    let name = format!(
+        "ebpf-load-{rate}-{design}-{}",
+        if records { "records" } else { "bare" }
+    );
+    let mut extra = vec!["--hooks", design];
     if !records {
         extra.push("--no-records");
     }
-    let text = super::load_with(bench, name, server, rate, &extra)?;
+    let text = super::load_with(bench, &name, server, rate, &extra)?;
     let report: Value = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("the load report {text:?} is not JSON"))?;
-    Ok((Load::parse(&text)?, Hooks::parse(&report)?))
+    Ok((Load::parse(&text)?, Hooks::parse(&report, programs)?))
 }
 
-/// Runs the candidate at each rate of `plain` (rate, load without probes)
-/// against the server at `server`; `kernel.bpf_stats_enabled` must be on.
+/// Runs each candidate at each rate of `plain` (rate, load without
+/// probes) against the server at `server`; `kernel.bpf_stats_enabled` must
+/// be on. A candidate that fails is reported as such.
 pub(crate) fn measure(
     bench: &Bench<'_>,
     server: SocketAddr,
     plain: &[(u64, Load)],
+) -> Vec<Result<Candidate, String>> {
+    DESIGNS
+        .into_iter()
+        .map(|design| {
+            measure_one(bench, design, server, plain).map_err(|e| {
+                eprintln!("bench: ebpf: the {} hook candidate failed: {e:#}", design.0);
+                format!("{e:#}")
+            })
+        })
+        .collect()
+}
+
+fn measure_one(
+    bench: &Bench<'_>,
+    design: Design,
+    server: SocketAddr,
+    plain: &[(u64, Load)],
 ) -> Result<Candidate> {
+    let port = server.port().to_string();
     let no_hooks = syscall_cost_with(bench, &[])?;
-    let tax = syscall_cost_with(bench, &["--socket-hooks-port", &server.port().to_string()])?;
+    let tax = syscall_cost_with(bench, &["--hooks", design.0, "--hooks-port", &port])?;
     let mut steps = Vec::new();
     for (rate, plain) in plain {
-        eprintln!("bench: ebpf: {rate} requests/s with the socket-hook candidate");
-        let (traced, hooks) = load(
-            bench,
-            &format!("ebpf-load-{rate}-hooks"),
-            server,
-            *rate,
-            true,
-        )?;
+        eprintln!(
+            "bench: ebpf: {rate} requests/s with the {} hook candidate",
+            design.0
+        );
+        let (traced, hooks) = load(bench, design, server, *rate, true)?;
         if hooks.records < 2 * traced.ok {
             bail!(
-                "the socket hooks wrote {} records for {} requests (one per request and response expected)",
+                "the {} hooks wrote {} records for {} requests (one per request and response expected)",
+                design.0,
                 hooks.records,
                 traced.ok
             );
         }
-        let (bare, bare_hooks) = load(
-            bench,
-            &format!("ebpf-load-{rate}-bare-hooks"),
-            server,
-            *rate,
-            false,
-        )?;
+        let (bare, bare_hooks) = load(bench, design, server, *rate, false)?;
         steps.push(Step {
             rate: *rate,
             plain: plain.clone(),
@@ -160,6 +190,7 @@ pub(crate) fn measure(
         });
     }
     Ok(Candidate {
+        design,
         no_hooks,
         tax,
         steps,
@@ -169,9 +200,15 @@ pub(crate) fn measure(
 /// The candidate's lines of the report.
 pub(crate) fn table(candidate: &Candidate) -> String {
     let mut out = String::new();
+    let (design, programs) = candidate.design;
+    let what = if design == "socket" {
+        "sock_ops on the root cgroup puts the server's accepted connections in a sockhash; sk_msg (sends) and an sk_skb stream verdict (received segments) on it copy first bytes"
+    } else {
+        "a TC classifier (TCX) on loopback's ingress copies the first payload bytes of segments to and from the server's port"
+    };
     let _ = writeln!(
         out,
-        "socket-hook candidate (not used by the agent): sock_ops on the root cgroup puts the server's accepted connections in a sockhash; sk_msg (sends) and an sk_skb stream verdict (received segments) on it copy first bytes into a ring buffer, as the agent's captures; same server and load"
+        "{design} hook candidate (not used by the agent): {what} into a ring buffer, as the agent's captures; same server and load"
     );
     let _ = writeln!(
         out,
@@ -183,7 +220,8 @@ pub(crate) fn table(candidate: &Candidate) -> String {
     );
     let _ = writeln!(
         out,
-        "| requests/s (done) | p50 / p99 without | p50 / p99 with hooks | hook ns / request, with records (hooks alone) | ns/run: socket_receive / socket_send / socket_established (runs) | records / requests | lost |"
+        "| requests/s (done) | p50 / p99 without | p50 / p99 with hooks | hook ns / request, with records (hooks alone) | ns/run: {} (runs) | records / requests | lost |",
+        programs.join(" / ")
     );
     let _ = writeln!(out, "| --- | --- | --- | --- | --- | --- | --- |");
     for s in &candidate.steps {
@@ -222,7 +260,7 @@ pub(crate) fn table(candidate: &Candidate) -> String {
             let ns = s.ns_per_request();
             let _ = writeln!(
                 out,
-                "candidate: hook time per request at {rate}/s: {ns:.0} ns (target under {target:.0}): {}",
+                "{design} candidate: hook time per request at {rate}/s: {ns:.0} ns (target under {target:.0}): {}",
                 verdict(ns < target)
             );
         }
@@ -231,7 +269,7 @@ pub(crate) fn table(candidate: &Candidate) -> String {
         let added = s.traced.p99_us.saturating_sub(s.plain.p99_us);
         let _ = writeln!(
             out,
-            "candidate: p99 latency added at 5000/s: {added} µs (target under {TARGET_ADDED_P99_US}): {}",
+            "{design} candidate: p99 latency added at 5000/s: {added} µs (target under {TARGET_ADDED_P99_US}): {}",
             verdict(added < TARGET_ADDED_P99_US)
         );
     }
@@ -240,6 +278,7 @@ pub(crate) fn table(candidate: &Candidate) -> String {
 
 pub(crate) fn json(candidate: &Candidate) -> Json {
     Json::Object(vec![
+        ("design", Json::Str(candidate.design.0.into())),
         (
             "node_tax_ns_per_syscall",
             Json::Object(vec![
@@ -265,7 +304,9 @@ pub(crate) fn json(candidate: &Candidate) -> Json {
                             (
                                 "programs",
                                 Json::Object(
-                                    PROGRAMS
+                                    candidate
+                                        .design
+                                        .1
                                         .iter()
                                         .zip(&s.hooks.programs)
                                         .map(|(name, (ns, runs))| {

@@ -1,12 +1,13 @@
-//! A candidate design measured by `cargo xtask bench --only ebpf` (issue
-//! 15, part 1), not used by the agent: socket-level hooks that run only for
-//! followed connections, instead of syscall tracepoints that run for every
-//! syscall of every process.
+//! Candidate hook designs measured by `cargo xtask bench --only ebpf`
+//! (issue 15, part 1: "measure each candidate before choosing"), not used
+//! by the agent. Both run only for traffic of the followed port, instead of
+//! on every syscall of every process as the agent's syscall probes do.
+//!
+//! Socket hooks:
 //!
 //! - `socket_established` (`sock_ops`, attached to the root cgroup v2) runs
-//!   on TCP connection events; when a connection to a selected local port
-//!   is established it puts the socket in the `SOCKETS` sockhash and
-//!   reports it.
+//!   on TCP connection events; when a connection to the followed local port
+//!   is established it puts the socket in the `SOCKETS` sockhash.
 //! - `socket_send` (`sk_msg` on the sockhash) runs on each `sendmsg` of a
 //!   followed socket and copies the first bytes, as the agent's write
 //!   capture does.
@@ -14,10 +15,18 @@
 //!   segment a followed socket receives and copies its first bytes, as the
 //!   agent's read capture does, then passes it on to the socket.
 //!
+//! Packet hook:
+//!
+//! - `packet_ingress` (a TC classifier, TCX on kernels 6.6+, on an
+//!   interface's ingress) runs on every packet the interface receives,
+//!   keeps IPv4 TCP segments with data to or from the followed port and
+//!   copies their first payload bytes (user space would reassemble the
+//!   streams). On loopback every packet passes ingress once.
+//!
 //! Records are [`DataEvent`]s like the agent's (the same header, a capture
-//! of at most `CONFIG_CAPTURE_BYTES` in the same size classes), reserved in
-//! the ring and filled in place, without a wake-up (the reader polls), so the
-//! per-request figure compares like with like.
+//! of at most `CONFIG_CAPTURE_BYTES`), reserved in the ring and filled in
+//! place, without a wake-up (the reader polls), so the per-request figure
+//! compares like with like.
 
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 
@@ -30,11 +39,11 @@ mod programs {
         bpf_get_current_pid_tgid, bpf_get_socket_cookie, bpf_ktime_get_boot_ns,
         bpf_probe_read_kernel, bpf_skb_load_bytes,
     };
-    use aya_ebpf::macros::{map, sk_msg, sock_ops, stream_verdict};
+    use aya_ebpf::macros::{classifier, map, sk_msg, sock_ops, stream_verdict};
     use aya_ebpf::maps::{Array, PerCpuArray, RingBuf, SockHash};
-    use aya_ebpf::programs::{SkBuffContext, SkMsgContext, SockOpsContext};
+    use aya_ebpf::programs::{SkBuffContext, SkMsgContext, SockOpsContext, TcContext};
     use core::ffi::c_void;
-    use ebpf_probe::socket_hooks::{
+    use ebpf_probe::candidates::{
         CONFIG_CAPTURE_BYTES, CONFIG_LEN, CONFIG_PORT, CONFIG_RECORDS, COUNTER_LEN,
         COUNTER_RINGBUF_FULL, COUNTER_SOCKHASH_FULL, RING_BYTES,
     };
@@ -121,11 +130,11 @@ mod programs {
     }
 
     /// How a record's bytes are copied in: from kernel memory (a message's
-    /// first page) or from a socket buffer.
+    /// first page) or from a socket buffer at an offset.
     #[derive(Clone, Copy)]
     enum Source {
         Kernel(u64),
-        Skb(*mut __sk_buff),
+        Skb(*mut __sk_buff, u32),
     }
 
     #[inline(always)]
@@ -148,8 +157,8 @@ mod programs {
                 Source::Kernel(ptr) => unsafe {
                     bpf_probe_read_kernel(dst, len, ptr as *const c_void)
                 },
-                Source::Skb(skb) => unsafe {
-                    bpf_skb_load_bytes(skb as *const c_void, 0, dst, len)
+                Source::Skb(skb, offset) => unsafe {
+                    bpf_skb_load_bytes(skb as *const c_void, offset, dst, len)
                 },
             };
             if rc != 0 {
@@ -223,8 +232,72 @@ mod programs {
             conn_id(remote_ip4, remote_port, local_port),
             len,
         );
-        capture(event, Source::Skb(skb), len);
+        capture(event, Source::Skb(skb, 0), len);
         SK_PASS
+    }
+
+    /// TCX: let the next program (or the stack) have the packet.
+    const TCX_NEXT: i32 = -1;
+    const ETH_HEADER: usize = 14;
+    const ETH_P_IP: u16 = 0x0800;
+    const IPPROTO_TCP: u8 = 6;
+
+    /// A segment with data to or from the followed port: requests in,
+    /// responses out (on loopback both pass ingress).
+    #[classifier]
+    pub fn packet_ingress(ctx: TcContext) -> i32 {
+        if config(CONFIG_RECORDS) == 0 {
+            return TCX_NEXT;
+        }
+        let _ = follow_packet(&ctx);
+        TCX_NEXT
+    }
+
+    #[inline(always)]
+    fn follow_packet(ctx: &TcContext) -> Option<()> {
+        if u16::from_be(ctx.load::<u16>(12).ok()?) != ETH_P_IP {
+            return None;
+        }
+        let version_ihl = ctx.load::<u8>(ETH_HEADER).ok()?;
+        if ctx.load::<u8>(ETH_HEADER + 9).ok()? != IPPROTO_TCP {
+            return None;
+        }
+        let tcp = ETH_HEADER + usize::from(version_ihl & 0x0f) * 4;
+        let ports = ctx.load::<[u8; 4]>(tcp).ok()?;
+        let source = u16::from_be_bytes([ports[0], ports[1]]);
+        let destination = u16::from_be_bytes([ports[2], ports[3]]);
+        let port = config(CONFIG_PORT) as u16;
+        let (kind, peer_port) = if destination == port {
+            (EventKind::Read, source)
+        } else if source == port {
+            (EventKind::Write, destination)
+        } else {
+            return None;
+        };
+        let data_offset = usize::from(ctx.load::<u8>(tcp + 12).ok()? >> 4) * 4;
+        let payload = tcp + data_offset;
+        let len = ctx.len() as usize;
+        if len <= payload {
+            // An ACK, SYN or FIN without data.
+            return None;
+        }
+        let peer = u32::from_be(
+            ctx.load::<u32>(if kind == EventKind::Read {
+                ETH_HEADER + 12
+            } else {
+                ETH_HEADER + 16
+            })
+            .ok()?,
+        );
+        let available = (len - payload) as u64;
+        let event = event(
+            kind,
+            0,
+            conn_id(peer, u32::from(peer_port), u32::from(port)),
+            available,
+        );
+        capture(event, Source::Skb(ctx.skb.skb, payload as u32), available);
+        Some(())
     }
 }
 

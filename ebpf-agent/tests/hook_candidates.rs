@@ -1,10 +1,10 @@
-//! The socket-hook candidate the bench measures (`ebpf-http-bench load
-//! --socket-hooks`, issue 15): with the hooks loaded, every request the
-//! server receives and every response it sends on the followed port is
-//! recorded, nothing is lost, the server still answers every request, and
-//! without records the hooks pass everything through. Runs on the host's
-//! loopback (`sock_ops` attaches to the root cgroup v2, which `ip netns
-//! exec` hides) on a port of its own; needs root (BPF), skipped otherwise.
+//! The hook candidates the bench measures (`ebpf-http-bench load --hooks
+//! socket|packet`, issue 15): with either loaded, every request the server
+//! receives and every response it sends on the followed port is recorded,
+//! nothing is lost, the server still answers every request, and without
+//! records the hooks pass everything through. Runs on the host's loopback
+//! (`sock_ops` attaches to the root cgroup v2, which `ip netns exec` hides)
+//! on a port of its own; needs root (BPF), skipped otherwise.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +13,6 @@ use std::process::{Child, Command, Stdio};
 use testkit::netns::skip_without_namespaces;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_ebpf-http-bench");
-const PORT: u16 = 18151;
 const CONNECTIONS: u64 = 4;
 
 struct Server(Child);
@@ -26,9 +25,9 @@ impl Drop for Server {
 }
 
 /// `ebpf-http-bench serve`, once it says it listens.
-fn serve() -> Server {
+fn serve(port: u16) -> Server {
     let mut child = Command::new(BENCH)
-        .args(["serve", "--listen", &format!("127.0.0.1:{PORT}")])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the server");
@@ -40,20 +39,21 @@ fn serve() -> Server {
     Server(child)
 }
 
-/// One `load` run with the hooks; its JSON report.
-fn load(extra: &[&str]) -> serde_json::Value {
+/// One `load` run with the `design` hooks; its JSON report.
+fn load(design: &str, port: u16, extra: &[&str]) -> serde_json::Value {
     let output = Command::new(BENCH)
         .args([
             "load",
             "--target",
-            &format!("127.0.0.1:{PORT}"),
+            &format!("127.0.0.1:{port}"),
             "--rate",
             "400",
             "--duration",
             "1s",
             "--connections",
             &CONNECTIONS.to_string(),
-            "--socket-hooks",
+            "--hooks",
+            design,
         ])
         .args(extra)
         .output()
@@ -67,18 +67,17 @@ fn load(extra: &[&str]) -> serde_json::Value {
     serde_json::from_str(stdout.lines().last().expect("a report")).expect("JSON report")
 }
 
-#[test]
-fn socket_hooks_record_each_request_and_response_of_the_followed_port() {
-    if skip_without_namespaces() {
-        return;
-    }
-    let _server = serve();
+/// Checks the records of a run with the `design` hooks and a run without,
+/// against a server on `port` (each test its own).
+fn records_each_request_and_response(design: &str, port: u16) {
+    let _server = serve(port);
 
-    let report = load(&[]);
+    let report = load(design, port, &[]);
     let ok = report["ok"].as_u64().expect("ok");
     assert!(ok > 0, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
-    let hooks = &report["socket_hooks"];
+    let hooks = &report["hooks"];
+    assert_eq!(hooks["design"], design, "{report}");
     assert_eq!(hooks["ringbuf_full"], 0, "{report}");
     assert_eq!(hooks["sockhash_full"], 0, "{report}");
     // A request arrives in one segment and its answer leaves in one
@@ -89,8 +88,24 @@ fn socket_hooks_record_each_request_and_response_of_the_followed_port() {
         "{records} records for {ok} requests: {report}"
     );
 
-    let report = load(&["--no-records"]);
+    let report = load(design, port, &["--no-records"]);
     assert!(report["ok"].as_u64().expect("ok") > 0, "{report}");
     assert_eq!(report["failed"], 0, "{report}");
-    assert_eq!(report["socket_hooks"]["records"], 0, "{report}");
+    assert_eq!(report["hooks"]["records"], 0, "{report}");
+}
+
+#[test]
+fn socket_hooks_record_each_request_and_response_of_the_followed_port() {
+    if skip_without_namespaces() {
+        return;
+    }
+    records_each_request_and_response("socket", 18151);
+}
+
+#[test]
+fn the_packet_hook_records_each_request_and_response_of_the_followed_port() {
+    if skip_without_namespaces() {
+        return;
+    }
+    records_each_request_and_response("packet", 18152);
 }
