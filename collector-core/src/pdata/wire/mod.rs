@@ -41,6 +41,21 @@ pub(crate) enum Kind {
     RepeatedVarint,
 }
 
+impl Kind {
+    /// Whether a field of this kind may arrive with `wire_type` (prost
+    /// refuses any other).
+    const fn accepts(self, wire_type: u8) -> bool {
+        match self {
+            Kind::Varint => wire_type == VARINT,
+            Kind::Fixed64 => wire_type == FIXED64,
+            Kind::Fixed32 => wire_type == FIXED32,
+            Kind::Str | Kind::Bytes | Kind::Message(_) => wire_type == LEN,
+            Kind::RepeatedFixed64 => wire_type == FIXED64 || wire_type == LEN,
+            Kind::RepeatedVarint => wire_type == VARINT || wire_type == LEN,
+        }
+    }
+}
+
 /// Which ID rule a message follows (checked on the message's final values,
 /// since a repeated scalar field's last occurrence wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,12 +73,54 @@ pub(crate) enum Ids {
 /// point, log record), and its ID rule.
 #[derive(Debug)]
 pub(crate) struct Schema {
-    pub(crate) fields: &'static [(u32, Kind)],
-    pub(crate) item: bool,
-    pub(crate) ids: Ids,
+    fields: &'static [(u32, Kind)],
+    item: bool,
+    ids: Ids,
+    /// The common case in one load: for each one-byte key (tag below 16),
+    /// 1 + the position in `fields` of the field it starts, if that field
+    /// takes the key's wire type. 0 (unknown tag, tag 0, a wrong wire type)
+    /// leaves the key to the general path, which also takes every key of
+    /// more than one byte.
+    one_byte_keys: [u8; 128],
 }
 
 impl Schema {
+    pub(crate) const fn new(fields: &'static [(u32, Kind)], item: bool, ids: Ids) -> Schema {
+        assert!(
+            fields.len() < u8::MAX as usize,
+            "too many fields for one_byte_keys"
+        );
+        let mut one_byte_keys = [0u8; 128];
+        let mut key = 0;
+        while key < one_byte_keys.len() {
+            let tag = (key >> 3) as u32;
+            let wire_type = (key & 7) as u8;
+            let mut i = 0;
+            while i < fields.len() {
+                if fields[i].0 == tag && fields[i].1.accepts(wire_type) {
+                    one_byte_keys[key] = i as u8 + 1;
+                }
+                i += 1;
+            }
+            key += 1;
+        }
+        Schema {
+            fields,
+            item,
+            ids,
+            one_byte_keys,
+        }
+    }
+
+    /// The field a one-byte key starts, if `one_byte_keys` knows it.
+    #[inline(always)]
+    fn one_byte_key(&self, key: u8) -> Option<(u32, Kind)> {
+        match self.one_byte_keys.get(usize::from(key)) {
+            Some(&slot) if slot != 0 => Some(self.fields[usize::from(slot - 1)]),
+            _ => None,
+        }
+    }
+
     fn kind(&self, tag: u32) -> Option<Kind> {
         // Most tables list tags 1, 2, 3... in order: try the tag's own slot
         // before searching.
@@ -102,6 +159,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, WireError> {
         // Tags, lengths and small numbers: one byte.
         if let Some((&byte, rest)) = self.buf.split_first()
@@ -128,6 +186,7 @@ impl<'a> Reader<'a> {
         Err(WireError("invalid varint"))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.buf.len() {
             return Err(WireError("buffer underflow"));
@@ -137,6 +196,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn length_delimited(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
@@ -144,6 +204,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field key: (tag, wire type).
+    #[inline]
     fn key(&mut self) -> Result<(u32, u8), WireError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
@@ -186,6 +247,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A string field's bytes must be UTF-8.
+#[inline]
+fn check_utf8(bytes: &[u8]) -> Result<(), WireError> {
+    // ASCII (keys, names, most values) is checked a word at a time; anything
+    // else gets the full UTF-8 check.
+    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+        return Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    }
+    Ok(())
+}
+
 fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|b| *b != 0)
 }
@@ -206,46 +278,34 @@ fn scan_message(
 ) -> Result<(), WireError> {
     let mut reader = Reader { buf };
     let mut ids = SeenIds::default();
-    while !reader.buf.is_empty() {
-        let (tag, wire_type) = reader.key()?;
-        if wire_type == END_GROUP {
-            return Err(WireError("unexpected end group tag"));
-        }
-        let Some(kind) = schema.kind(tag) else {
-            reader.skip(tag, wire_type, depth_left)?;
-            continue;
-        };
-        let expect = |want: u8| {
-            if wire_type == want {
-                Ok(())
-            } else {
-                Err(WireError("invalid wire type"))
+    while let Some(&first) = reader.buf.first() {
+        let (tag, wire_type, kind) = match schema.one_byte_key(first) {
+            Some((tag, kind)) => {
+                // Known tag, acceptable wire type: nothing left to check.
+                reader.buf = &reader.buf[1..];
+                (tag, first & 7, kind)
+            }
+            None => {
+                let (tag, wire_type) = reader.key()?;
+                if wire_type == END_GROUP {
+                    return Err(WireError("unexpected end group tag"));
+                }
+                let Some(kind) = schema.kind(tag) else {
+                    reader.skip(tag, wire_type, depth_left)?;
+                    continue;
+                };
+                if !kind.accepts(wire_type) {
+                    return Err(WireError("invalid wire type"));
+                }
+                (tag, wire_type, kind)
             }
         };
         match kind {
-            Kind::Varint => {
-                expect(VARINT)?;
-                reader.varint()?;
-            }
-            Kind::Fixed64 => {
-                expect(FIXED64)?;
-                reader.take(8)?;
-            }
-            Kind::Fixed32 => {
-                expect(FIXED32)?;
-                reader.take(4)?;
-            }
-            Kind::Str => {
-                expect(LEN)?;
-                let bytes = reader.length_delimited()?;
-                // ASCII (keys, names, most values) is checked a word at a
-                // time; anything else gets the full UTF-8 check.
-                if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
-                    return Err(WireError("invalid string value: data is not UTF-8 encoded"));
-                }
-            }
+            Kind::Varint => drop(reader.varint()?),
+            Kind::Fixed64 => drop(reader.take(8)?),
+            Kind::Fixed32 => drop(reader.take(4)?),
+            Kind::Str => check_utf8(reader.length_delimited()?)?,
             Kind::Bytes => {
-                expect(LEN)?;
                 let bytes = reader.length_delimited()?;
                 match (schema.ids, tag) {
                     (Ids::Span, 1) | (Ids::LogRecord, 9) => ids.trace = bytes,
@@ -255,25 +315,23 @@ fn scan_message(
                 }
             }
             Kind::Message(inner) => {
-                expect(LEN)?;
                 if depth_left == 0 {
                     return Err(WireError("recursion limit reached"));
                 }
                 let bytes = reader.length_delimited()?;
                 scan_message(bytes, inner, depth_left - 1, scan)?;
             }
-            Kind::RepeatedFixed64 => match wire_type {
-                FIXED64 => drop(reader.take(8)?),
-                LEN => {
-                    if reader.length_delimited()?.len() % 8 != 0 {
-                        return Err(WireError("buffer underflow"));
-                    }
+            Kind::RepeatedFixed64 => {
+                if wire_type == FIXED64 {
+                    reader.take(8)?;
+                } else if reader.length_delimited()?.len() % 8 != 0 {
+                    return Err(WireError("buffer underflow"));
                 }
-                _ => return Err(WireError("invalid wire type")),
-            },
-            Kind::RepeatedVarint => match wire_type {
-                VARINT => drop(reader.varint()?),
-                LEN => {
+            }
+            Kind::RepeatedVarint => {
+                if wire_type == VARINT {
+                    reader.varint()?;
+                } else {
                     let mut packed = Reader {
                         buf: reader.length_delimited()?,
                     };
@@ -281,8 +339,7 @@ fn scan_message(
                         packed.varint()?;
                     }
                 }
-                _ => return Err(WireError("invalid wire type")),
-            },
+            }
         }
     }
     if schema.item {

@@ -499,3 +499,74 @@ fn invalid_utf8_in_a_string_field_is_refused() {
     assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
     assert!(scan(&bytes, &TRACES_REQUEST).is_err());
 }
+
+/// Wraps the fields of one span in a request, scans it, and checks that
+/// prost agrees on accepting it.
+fn scan_span(span_fields: &[u8]) -> Result<Scan, WireError> {
+    let mut scope_spans = vec![0x12]; // ScopeSpans.spans (2, LEN)
+    push_len_prefixed(&mut scope_spans, span_fields);
+    let mut resource_spans = vec![0x12]; // ResourceSpans.scope_spans (2, LEN)
+    push_len_prefixed(&mut resource_spans, &scope_spans);
+    let mut request = vec![0x0a]; // resource_spans (1, LEN)
+    push_len_prefixed(&mut request, &resource_spans);
+    let scanned = scan(&request, &TRACES_REQUEST);
+    assert_eq!(
+        scanned.is_ok(),
+        ExportTraceServiceRequest::decode(request.as_slice()).is_ok(),
+        "prost disagrees on {span_fields:02x?}: {scanned:?}"
+    );
+    scanned
+}
+
+/// A span's trace ID (1) and span ID (2), valid.
+fn span_ids() -> Vec<u8> {
+    let mut fields = vec![0x0a, 16];
+    fields.extend([1; 16]);
+    fields.extend([0x12, 8]);
+    fields.extend([2; 8]);
+    fields
+}
+
+#[test]
+fn keys_outside_the_one_byte_table_take_the_general_path() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    // A known tag in a two-byte (non-minimal) key: name (5, LEN).
+    let mut fields = span_ids();
+    fields.extend([0xaa, 0x00, 1, b'x']);
+    assert_eq!(scan_span(&fields), one_span);
+    // A known tag in a two-byte key with the wrong wire type.
+    let mut fields = span_ids();
+    fields.extend([0xa8, 0x00, 1]);
+    assert_eq!(scan_span(&fields), Err(WireError("invalid wire type")));
+    // Wrong wire types in one-byte keys: name as a varint, kind as LEN, the
+    // trace ID as fixed32.
+    for wrong in [&[0x28, 1][..], &[0x32, 0], &[0x0d, 1, 2, 3, 4]] {
+        let mut fields = span_ids();
+        fields.extend(wrong);
+        assert_eq!(scan_span(&fields), Err(WireError("invalid wire type")));
+    }
+    // An unknown tag in a one-byte key (Status has no field 1) is skipped;
+    // tag 0 and an end-group key are refused.
+    let mut fields = span_ids();
+    fields.extend([0x7a, 2, 0x08, 5]);
+    assert_eq!(scan_span(&fields), one_span);
+    for bad in [&[0x02, 0][..], &[0x2c]] {
+        let mut fields = span_ids();
+        fields.extend(bad);
+        assert!(scan_span(&fields).is_err(), "{bad:02x?}");
+    }
+    // The last occurrence of an ID still wins when it comes in a long key.
+    let mut fields = span_ids();
+    fields.extend([0x92, 0x00, 8]);
+    fields.extend([0; 8]);
+    assert_eq!(
+        scan_span(&fields),
+        Ok(Scan {
+            items: 1,
+            invalid_ids: true
+        })
+    );
+}
