@@ -247,6 +247,29 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The string in `bytes` if they are a message of `schema` made of one
+/// short string field (one-byte key and length) and nothing else, as an
+/// attribute's `AnyValue` mostly is. Such a message needs only the UTF-8
+/// check, which saves a recursive call for every string attribute: it has
+/// no nested message or ID to check, and is no item to count.
+#[inline]
+fn lone_short_string<'a>(bytes: &'a [u8], schema: &Schema) -> Option<&'a [u8]> {
+    let [key, len, string @ ..] = bytes else {
+        return None;
+    };
+    // A length byte of 0x80 or more starts a longer varint.
+    if *len >= 0x80 || usize::from(*len) != string.len() {
+        return None;
+    }
+    if schema.item || schema.ids != Ids::None {
+        return None;
+    }
+    match schema.one_byte_key(*key) {
+        Some((_, Kind::Str)) => Some(string),
+        _ => None,
+    }
+}
+
 /// A string field's bytes must be UTF-8.
 #[inline]
 fn check_utf8(bytes: &[u8]) -> Result<(), WireError> {
@@ -319,7 +342,10 @@ fn scan_message(
                     return Err(WireError("recursion limit reached"));
                 }
                 let bytes = reader.length_delimited()?;
-                scan_message(bytes, inner, depth_left - 1, scan)?;
+                match lone_short_string(bytes, inner) {
+                    Some(string) => check_utf8(string)?,
+                    None => scan_message(bytes, inner, depth_left - 1, scan)?,
+                }
             }
             Kind::RepeatedFixed64 => {
                 if wire_type == FIXED64 {

@@ -570,3 +570,54 @@ fn keys_outside_the_one_byte_table_take_the_general_path() {
         })
     );
 }
+
+/// Scans a span with one attribute `k` whose `AnyValue` is `any_value`
+/// (checking that prost agrees).
+fn scan_attribute(any_value: &[u8]) -> Result<Scan, WireError> {
+    let mut key_value = vec![0x0a, 1, b'k', 0x12]; // key, then value (2, LEN)
+    push_len_prefixed(&mut key_value, any_value);
+    let mut fields = span_ids();
+    fields.push(0x4a); // Span.attributes (9, LEN)
+    push_len_prefixed(&mut fields, &key_value);
+    scan_span(&fields)
+}
+
+#[test]
+fn string_attribute_values_are_checked_like_any_message() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    let utf8_error = Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    // The short form: string_value (1, LEN) alone.
+    assert_eq!(scan_attribute(&[0x0a, 2, b'o', b'k']), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 0]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 2, 0xc3, 0xa9]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 2, b'o', 0xff]), utf8_error);
+    assert_eq!(scan_attribute(&[0x0a, 1, 0xc3]), utf8_error);
+    // Not the short form: a long string, a two-byte key, another field
+    // after it, a length past the end or short of it.
+    let mut long = vec![0x0a, 0x80, 0x01];
+    long.extend([b'a'; 128]);
+    assert_eq!(scan_attribute(&long), one_span);
+    long[100] = 0xff;
+    assert_eq!(scan_attribute(&long), utf8_error);
+    assert_eq!(scan_attribute(&[0x8a, 0x00, 1, b'a']), one_span);
+    assert_eq!(scan_attribute(&[0x8a, 0x00, 1, 0xff]), utf8_error);
+    assert_eq!(scan_attribute(&[0x0a, 1, b'a', 0x10, 1]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 1, 0xff, 0x10, 1]), utf8_error);
+    assert!(scan_attribute(&[0x0a, 3, b'a', b'b']).is_err());
+    assert!(scan_attribute(&[0x0a, 1, b'a', b'b']).is_err());
+    // Other one-byte LEN fields of AnyValue are not strings: bytes_value
+    // (7) need not be UTF-8, array_value (5) must hold AnyValues.
+    assert_eq!(scan_attribute(&[0x3a, 1, 0xff]), one_span);
+    assert_eq!(
+        scan_attribute(&[0x2a, 1, 0xff]),
+        Err(WireError("buffer underflow"))
+    );
+    // A string value with the wrong wire type.
+    assert_eq!(
+        scan_attribute(&[0x0d, 1, 0, 0, 0]),
+        Err(WireError("invalid wire type"))
+    );
+}
