@@ -270,12 +270,28 @@ fn lone_short_string<'a>(bytes: &'a [u8], schema: &Schema) -> Option<&'a [u8]> {
     }
 }
 
+/// `bytes.is_ascii()`, cheaper for the short strings most fields hold:
+/// two overlapping word loads cover 4 to 16 bytes without a loop.
+#[inline]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let len = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        0..4 => bytes.iter().all(u8::is_ascii),
+        4..8 => (half(0) | half(len - 4)) & HIGH_BITS as u32 == 0,
+        8..=16 => (word(0) | word(len - 8)) & HIGH_BITS == 0,
+        _ => bytes.is_ascii(),
+    }
+}
+
 /// A string field's bytes must be UTF-8.
 #[inline]
 fn check_utf8(bytes: &[u8]) -> Result<(), WireError> {
     // ASCII (keys, names, most values) is checked a word at a time; anything
     // else gets the full UTF-8 check.
-    if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
+    if !is_ascii(bytes) && std::str::from_utf8(bytes).is_err() {
         return Err(WireError("invalid string value: data is not UTF-8 encoded"));
     }
     Ok(())

@@ -621,3 +621,16 @@ fn string_attribute_values_are_checked_like_any_message() {
         Err(WireError("invalid wire type"))
     );
 }
+
+#[test]
+fn short_ascii_check_sees_every_byte() {
+    for len in 0..=24 {
+        let ascii = vec![b'a'; len];
+        assert!(is_ascii(&ascii), "len {len}");
+        for at in 0..len {
+            let mut high = ascii.clone();
+            high[at] = 0x80;
+            assert!(!is_ascii(&high), "len {len}, high byte at {at}");
+        }
+    }
+}
