@@ -159,15 +159,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    #[inline]
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags, lengths and small numbers: one byte.
+        // Tags, lengths and small numbers: one byte, inlined at every call;
+        // the loop for longer ones stays out of line.
         if let Some((&byte, rest)) = self.buf.split_first()
             && byte < 0x80
         {
             self.buf = rest;
             return Ok(u64::from(byte));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some((&byte, rest)) = self.buf.split_first() else {
