@@ -253,27 +253,54 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// The string in `bytes` if they are a message of `schema` made of one
-/// short string field (one-byte key and length) and nothing else, as an
-/// attribute's `AnyValue` mostly is. Such a message needs only the UTF-8
-/// check, which saves a recursive call for every string attribute: it has
-/// no nested message or ID to check, and is no item to count.
+/// Whether `bytes`, a message of `schema` at `depth_left`, is valid and an
+/// attribute's shape: one-byte keys and lengths, string fields, and message
+/// fields that hold only such strings (a `KeyValue` with a string value, an
+/// `ArrayValue` of strings). These are most of the messages in a request, and
+/// here they are checked without the full scan's setup and recursion.
+/// `false` means "not this shape" as well as "invalid": the full scan then
+/// decides, and finds the error if there is one. It looks two levels deep at
+/// most, so a byte is looked at a bounded number of times: still linear.
 #[inline]
-fn lone_short_string<'a>(bytes: &'a [u8], schema: &Schema) -> Option<&'a [u8]> {
-    let [key, len, string @ ..] = bytes else {
-        return None;
-    };
-    // A length byte of 0x80 or more starts a longer varint.
-    if *len >= 0x80 || usize::from(*len) != string.len() {
-        return None;
-    }
+fn is_valid_attribute(bytes: &[u8], schema: &Schema, depth_left: u32) -> bool {
+    each_short_field(bytes, schema, |kind, field| match kind {
+        Kind::Str => is_utf8(field),
+        Kind::Message(inner) => depth_left > 0 && is_valid_short_strings(field, inner),
+        _ => false,
+    })
+}
+
+/// Whether `bytes` is a valid message of `schema` made only of string fields
+/// with one-byte keys and lengths (an `AnyValue` holding a string).
+#[inline]
+fn is_valid_short_strings(bytes: &[u8], schema: &Schema) -> bool {
+    each_short_field(bytes, schema, |kind, field| {
+        matches!(kind, Kind::Str) && is_utf8(field)
+    })
+}
+
+/// Whether every field of `bytes` has a one-byte key known to `schema` and a
+/// one-byte length, and `check` accepts each. Only for messages that are no
+/// item and have no IDs, whose fields need no other check.
+#[inline(always)]
+fn each_short_field(bytes: &[u8], schema: &Schema, check: impl Fn(Kind, &[u8]) -> bool) -> bool {
     if schema.item || schema.ids != Ids::None {
-        return None;
+        return false;
     }
-    match schema.one_byte_key(*key) {
-        Some((_, Kind::Str)) => Some(string),
-        _ => None,
+    let mut rest = bytes;
+    while let [key, len, tail @ ..] = rest {
+        // A length byte of 0x80 or more starts a longer varint.
+        let len = usize::from(*len);
+        if len >= 0x80 || len > tail.len() {
+            return false;
+        }
+        let (field, after) = tail.split_at(len);
+        match schema.one_byte_key(*key) {
+            Some((_, kind)) if check(kind, field) => rest = after,
+            _ => return false,
+        }
     }
+    rest.is_empty()
 }
 
 /// `bytes.is_ascii()`, cheaper for the short strings most fields hold:
@@ -295,12 +322,18 @@ fn is_ascii(bytes: &[u8]) -> bool {
 /// A string field's bytes must be UTF-8.
 #[inline]
 fn check_utf8(bytes: &[u8]) -> Result<(), WireError> {
-    // ASCII (keys, names, most values) is checked a word at a time; anything
-    // else gets the full UTF-8 check.
-    if !is_ascii(bytes) && std::str::from_utf8(bytes).is_err() {
-        return Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    if is_utf8(bytes) {
+        Ok(())
+    } else {
+        Err(WireError("invalid string value: data is not UTF-8 encoded"))
     }
-    Ok(())
+}
+
+#[inline]
+fn is_utf8(bytes: &[u8]) -> bool {
+    // ASCII (keys, names, most values) is checked a word or two at a time;
+    // anything else gets the full UTF-8 check.
+    is_ascii(bytes) || std::str::from_utf8(bytes).is_ok()
 }
 
 fn valid_id(id: &[u8], len: usize) -> bool {
@@ -364,9 +397,8 @@ fn scan_message(
                     return Err(WireError("recursion limit reached"));
                 }
                 let bytes = reader.length_delimited()?;
-                match lone_short_string(bytes, inner) {
-                    Some(string) => check_utf8(string)?,
-                    None => scan_message(bytes, inner, depth_left - 1, scan)?,
+                if !is_valid_attribute(bytes, inner, depth_left - 1) {
+                    scan_message(bytes, inner, depth_left - 1, scan)?;
                 }
             }
             Kind::RepeatedFixed64 => {

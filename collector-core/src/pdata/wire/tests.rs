@@ -634,3 +634,61 @@ fn short_ascii_check_sees_every_byte() {
         }
     }
 }
+
+#[test]
+fn attributes_are_checked_like_any_message() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    let scan_key_values = |key_values: &[&[u8]]| {
+        let mut fields = span_ids();
+        for key_value in key_values {
+            fields.push(0x4a); // Span.attributes (9, LEN)
+            push_len_prefixed(&mut fields, key_value);
+        }
+        scan_span(&fields)
+    };
+    // Key and string value, in either order, repeated, or either alone.
+    let value = [0x12, 3, 0x0a, 1, b'v'];
+    let key = [0x0a, 1, b'k'];
+    assert_eq!(scan_key_values(&[&[&key[..], &value].concat()]), one_span);
+    assert_eq!(scan_key_values(&[&[&value[..], &key].concat()]), one_span);
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &key, &value, &value].concat()]),
+        one_span
+    );
+    assert_eq!(scan_key_values(&[&key, &value, &[]]), one_span);
+    // A key that is not UTF-8, in front of a string value or another one.
+    let bad_key = [0x0a, 1, 0xff];
+    let utf8_error = Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    assert_eq!(
+        scan_key_values(&[&[&bad_key[..], &value].concat()]),
+        utf8_error
+    );
+    assert_eq!(
+        scan_key_values(&[&[&bad_key[..], &[0x12, 2, 0x10, 1][..]].concat()]),
+        utf8_error
+    );
+    // Fields the attribute shape does not cover: an int value, KeyValue's
+    // field 3 (a varint) with the wrong wire type and with its own, an
+    // unknown field, a length past the end of the KeyValue or the AnyValue.
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &[0x12, 2, 0x10, 1][..]].concat()]),
+        one_span
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &value, &[0x1a, 0]].concat()]),
+        Err(WireError("invalid wire type"))
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &value, &[0x18, 1]].concat()]),
+        one_span
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &[0x7a, 0][..]].concat()]),
+        one_span
+    );
+    assert!(scan_key_values(&[&[&key[..], &[0x12, 9, 0x0a, 1, b'v'][..]].concat()]).is_err());
+    assert!(scan_key_values(&[&[&key[..], &[0x12, 3, 0x0a, 2, b'v'][..]].concat()]).is_err());
+}
