@@ -76,9 +76,9 @@ pub(crate) struct Schema {
     fields: &'static [(u32, Kind)],
     item: bool,
     ids: Ids,
-    /// The common case in one load: for each one-byte key (tag below 16),
-    /// 1 + the position in `fields` of the field it starts, if that field
-    /// takes the key's wire type. 0 (unknown tag, tag 0, a wrong wire type)
+    /// The common case without decoding or searching: for each one-byte key
+    /// (tag below 16), 1 + the position in `fields` of the field it starts,
+    /// if that field takes the key's wire type (so its checks are done). 0 (unknown tag, tag 0, a wrong wire type)
     /// leaves the key to the general path, which also takes every key of
     /// more than one byte.
     one_byte_keys: [u8; 128],
