@@ -41,6 +41,21 @@ pub(crate) enum Kind {
     RepeatedVarint,
 }
 
+impl Kind {
+    /// Whether a field of this kind may arrive with `wire_type` (prost
+    /// refuses any other).
+    const fn accepts(self, wire_type: u8) -> bool {
+        match self {
+            Kind::Varint => wire_type == VARINT,
+            Kind::Fixed64 => wire_type == FIXED64,
+            Kind::Fixed32 => wire_type == FIXED32,
+            Kind::Str | Kind::Bytes | Kind::Message(_) => wire_type == LEN,
+            Kind::RepeatedFixed64 => wire_type == FIXED64 || wire_type == LEN,
+            Kind::RepeatedVarint => wire_type == VARINT || wire_type == LEN,
+        }
+    }
+}
+
 /// Which ID rule a message follows (checked on the message's final values,
 /// since a repeated scalar field's last occurrence wins).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,12 +73,54 @@ pub(crate) enum Ids {
 /// point, log record), and its ID rule.
 #[derive(Debug)]
 pub(crate) struct Schema {
-    pub(crate) fields: &'static [(u32, Kind)],
-    pub(crate) item: bool,
-    pub(crate) ids: Ids,
+    fields: &'static [(u32, Kind)],
+    item: bool,
+    ids: Ids,
+    /// The common case without decoding or searching: for each one-byte key
+    /// (tag below 16), 1 + the position in `fields` of the field it starts,
+    /// if that field takes the key's wire type (so its checks are done). 0 (unknown tag, tag 0, a wrong wire type)
+    /// leaves the key to the general path, which also takes every key of
+    /// more than one byte.
+    one_byte_keys: [u8; 128],
 }
 
 impl Schema {
+    pub(crate) const fn new(fields: &'static [(u32, Kind)], item: bool, ids: Ids) -> Schema {
+        assert!(
+            fields.len() < u8::MAX as usize,
+            "too many fields for one_byte_keys"
+        );
+        let mut one_byte_keys = [0u8; 128];
+        let mut key = 0;
+        while key < one_byte_keys.len() {
+            let tag = (key >> 3) as u32;
+            let wire_type = (key & 7) as u8;
+            let mut i = 0;
+            while i < fields.len() {
+                if fields[i].0 == tag && fields[i].1.accepts(wire_type) {
+                    one_byte_keys[key] = i as u8 + 1;
+                }
+                i += 1;
+            }
+            key += 1;
+        }
+        Schema {
+            fields,
+            item,
+            ids,
+            one_byte_keys,
+        }
+    }
+
+    /// The field a one-byte key starts, if `one_byte_keys` knows it.
+    #[inline(always)]
+    fn one_byte_key(&self, key: u8) -> Option<(u32, Kind)> {
+        match self.one_byte_keys.get(usize::from(key)) {
+            Some(&slot) if slot != 0 => Some(self.fields[usize::from(slot - 1)]),
+            _ => None,
+        }
+    }
+
     fn kind(&self, tag: u32) -> Option<Kind> {
         // Most tables list tags 1, 2, 3... in order: try the tag's own slot
         // before searching.
@@ -102,14 +159,21 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    #[inline(always)]
     fn varint(&mut self) -> Result<u64, WireError> {
-        // Tags, lengths and small numbers: one byte.
+        // Tags, lengths and small numbers: one byte, inlined at every call;
+        // the loop for longer ones stays out of line.
         if let Some((&byte, rest)) = self.buf.split_first()
             && byte < 0x80
         {
             self.buf = rest;
             return Ok(u64::from(byte));
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, WireError> {
         let mut value = 0u64;
         for i in 0..10 {
             let Some((&byte, rest)) = self.buf.split_first() else {
@@ -128,6 +192,7 @@ impl<'a> Reader<'a> {
         Err(WireError("invalid varint"))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if n > self.buf.len() {
             return Err(WireError("buffer underflow"));
@@ -137,6 +202,7 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    #[inline]
     fn length_delimited(&mut self) -> Result<&'a [u8], WireError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| WireError("buffer underflow"))?;
@@ -144,6 +210,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next field key: (tag, wire type).
+    #[inline]
     fn key(&mut self) -> Result<(u32, u8), WireError> {
         let key = self.varint()?;
         if key > u64::from(u32::MAX) {
@@ -186,6 +253,89 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Whether `bytes`, a message of `schema` at `depth_left`, is valid and an
+/// attribute's shape: one-byte keys and lengths, string fields, and message
+/// fields that hold only such strings (a `KeyValue` with a string value, an
+/// `ArrayValue` of strings). These are most of the messages in a request, and
+/// here they are checked without the full scan's setup and recursion.
+/// `false` means "not this shape" as well as "invalid": the full scan then
+/// decides, and finds the error if there is one. It looks two levels deep at
+/// most, so a byte is looked at a bounded number of times: still linear.
+#[inline]
+fn is_valid_attribute(bytes: &[u8], schema: &Schema, depth_left: u32) -> bool {
+    each_short_field(bytes, schema, |kind, field| match kind {
+        Kind::Str => is_utf8(field),
+        Kind::Message(inner) => depth_left > 0 && is_valid_short_strings(field, inner),
+        _ => false,
+    })
+}
+
+/// Whether `bytes` is a valid message of `schema` made only of string fields
+/// with one-byte keys and lengths (an `AnyValue` holding a string).
+#[inline]
+fn is_valid_short_strings(bytes: &[u8], schema: &Schema) -> bool {
+    each_short_field(bytes, schema, |kind, field| {
+        matches!(kind, Kind::Str) && is_utf8(field)
+    })
+}
+
+/// Whether every field of `bytes` has a one-byte key known to `schema` and a
+/// one-byte length, and `check` accepts each. Only for messages that are no
+/// item and have no IDs, whose fields need no other check.
+#[inline(always)]
+fn each_short_field(bytes: &[u8], schema: &Schema, check: impl Fn(Kind, &[u8]) -> bool) -> bool {
+    if schema.item || schema.ids != Ids::None {
+        return false;
+    }
+    let mut rest = bytes;
+    while let [key, len, tail @ ..] = rest {
+        // A length byte of 0x80 or more starts a longer varint.
+        let len = usize::from(*len);
+        if len >= 0x80 || len > tail.len() {
+            return false;
+        }
+        let (field, after) = tail.split_at(len);
+        match schema.one_byte_key(*key) {
+            Some((_, kind)) if check(kind, field) => rest = after,
+            _ => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// `bytes.is_ascii()`, cheaper for the short strings most fields hold:
+/// two overlapping word loads cover 4 to 16 bytes without a loop.
+#[inline]
+fn is_ascii(bytes: &[u8]) -> bool {
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    let len = bytes.len();
+    let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
+    let half = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    match len {
+        0..4 => bytes.iter().all(u8::is_ascii),
+        4..8 => (half(0) | half(len - 4)) & HIGH_BITS as u32 == 0,
+        8..=16 => (word(0) | word(len - 8)) & HIGH_BITS == 0,
+        _ => bytes.is_ascii(),
+    }
+}
+
+/// A string field's bytes must be UTF-8.
+#[inline]
+fn check_utf8(bytes: &[u8]) -> Result<(), WireError> {
+    if is_utf8(bytes) {
+        Ok(())
+    } else {
+        Err(WireError("invalid string value: data is not UTF-8 encoded"))
+    }
+}
+
+#[inline]
+fn is_utf8(bytes: &[u8]) -> bool {
+    // ASCII (keys, names, most values) is checked a word or two at a time;
+    // anything else gets the full UTF-8 check.
+    is_ascii(bytes) || std::str::from_utf8(bytes).is_ok()
+}
+
 fn valid_id(id: &[u8], len: usize) -> bool {
     id.len() == len && id.iter().any(|b| *b != 0)
 }
@@ -206,46 +356,34 @@ fn scan_message(
 ) -> Result<(), WireError> {
     let mut reader = Reader { buf };
     let mut ids = SeenIds::default();
-    while !reader.buf.is_empty() {
-        let (tag, wire_type) = reader.key()?;
-        if wire_type == END_GROUP {
-            return Err(WireError("unexpected end group tag"));
-        }
-        let Some(kind) = schema.kind(tag) else {
-            reader.skip(tag, wire_type, depth_left)?;
-            continue;
-        };
-        let expect = |want: u8| {
-            if wire_type == want {
-                Ok(())
-            } else {
-                Err(WireError("invalid wire type"))
+    while let Some(&first) = reader.buf.first() {
+        let (tag, wire_type, kind) = match schema.one_byte_key(first) {
+            Some((tag, kind)) => {
+                // Known tag, acceptable wire type: nothing left to check.
+                reader.buf = &reader.buf[1..];
+                (tag, first & 7, kind)
+            }
+            None => {
+                let (tag, wire_type) = reader.key()?;
+                if wire_type == END_GROUP {
+                    return Err(WireError("unexpected end group tag"));
+                }
+                let Some(kind) = schema.kind(tag) else {
+                    reader.skip(tag, wire_type, depth_left)?;
+                    continue;
+                };
+                if !kind.accepts(wire_type) {
+                    return Err(WireError("invalid wire type"));
+                }
+                (tag, wire_type, kind)
             }
         };
         match kind {
-            Kind::Varint => {
-                expect(VARINT)?;
-                reader.varint()?;
-            }
-            Kind::Fixed64 => {
-                expect(FIXED64)?;
-                reader.take(8)?;
-            }
-            Kind::Fixed32 => {
-                expect(FIXED32)?;
-                reader.take(4)?;
-            }
-            Kind::Str => {
-                expect(LEN)?;
-                let bytes = reader.length_delimited()?;
-                // ASCII (keys, names, most values) is checked a word at a
-                // time; anything else gets the full UTF-8 check.
-                if !bytes.is_ascii() && std::str::from_utf8(bytes).is_err() {
-                    return Err(WireError("invalid string value: data is not UTF-8 encoded"));
-                }
-            }
+            Kind::Varint => drop(reader.varint()?),
+            Kind::Fixed64 => drop(reader.take(8)?),
+            Kind::Fixed32 => drop(reader.take(4)?),
+            Kind::Str => check_utf8(reader.length_delimited()?)?,
             Kind::Bytes => {
-                expect(LEN)?;
                 let bytes = reader.length_delimited()?;
                 match (schema.ids, tag) {
                     (Ids::Span, 1) | (Ids::LogRecord, 9) => ids.trace = bytes,
@@ -255,25 +393,25 @@ fn scan_message(
                 }
             }
             Kind::Message(inner) => {
-                expect(LEN)?;
                 if depth_left == 0 {
                     return Err(WireError("recursion limit reached"));
                 }
                 let bytes = reader.length_delimited()?;
-                scan_message(bytes, inner, depth_left - 1, scan)?;
-            }
-            Kind::RepeatedFixed64 => match wire_type {
-                FIXED64 => drop(reader.take(8)?),
-                LEN => {
-                    if reader.length_delimited()?.len() % 8 != 0 {
-                        return Err(WireError("buffer underflow"));
-                    }
+                if !is_valid_attribute(bytes, inner, depth_left - 1) {
+                    scan_message(bytes, inner, depth_left - 1, scan)?;
                 }
-                _ => return Err(WireError("invalid wire type")),
-            },
-            Kind::RepeatedVarint => match wire_type {
-                VARINT => drop(reader.varint()?),
-                LEN => {
+            }
+            Kind::RepeatedFixed64 => {
+                if wire_type == FIXED64 {
+                    reader.take(8)?;
+                } else if reader.length_delimited()?.len() % 8 != 0 {
+                    return Err(WireError("buffer underflow"));
+                }
+            }
+            Kind::RepeatedVarint => {
+                if wire_type == VARINT {
+                    reader.varint()?;
+                } else {
                     let mut packed = Reader {
                         buf: reader.length_delimited()?,
                     };
@@ -281,8 +419,7 @@ fn scan_message(
                         packed.varint()?;
                     }
                 }
-                _ => return Err(WireError("invalid wire type")),
-            },
+            }
         }
     }
     if schema.item {

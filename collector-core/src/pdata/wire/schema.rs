@@ -5,19 +5,11 @@ use super::{Ids, Kind, Schema};
 use Kind::{Bytes, Fixed32, Fixed64, Message, RepeatedFixed64, RepeatedVarint, Str, Varint};
 
 const fn message(fields: &'static [(u32, Kind)]) -> Schema {
-    Schema {
-        fields,
-        item: false,
-        ids: Ids::None,
-    }
+    Schema::new(fields, false, Ids::None)
 }
 
 const fn item(fields: &'static [(u32, Kind)], ids: Ids) -> Schema {
-    Schema {
-        fields,
-        item: true,
-        ids,
-    }
+    Schema::new(fields, true, ids)
 }
 
 // common.v1 and resource.v1

@@ -499,3 +499,196 @@ fn invalid_utf8_in_a_string_field_is_refused() {
     assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
     assert!(scan(&bytes, &TRACES_REQUEST).is_err());
 }
+
+/// Wraps the fields of one span in a request, scans it, and checks that
+/// prost agrees on accepting it.
+fn scan_span(span_fields: &[u8]) -> Result<Scan, WireError> {
+    let mut scope_spans = vec![0x12]; // ScopeSpans.spans (2, LEN)
+    push_len_prefixed(&mut scope_spans, span_fields);
+    let mut resource_spans = vec![0x12]; // ResourceSpans.scope_spans (2, LEN)
+    push_len_prefixed(&mut resource_spans, &scope_spans);
+    let mut request = vec![0x0a]; // resource_spans (1, LEN)
+    push_len_prefixed(&mut request, &resource_spans);
+    let scanned = scan(&request, &TRACES_REQUEST);
+    assert_eq!(
+        scanned.is_ok(),
+        ExportTraceServiceRequest::decode(request.as_slice()).is_ok(),
+        "prost disagrees on {span_fields:02x?}: {scanned:?}"
+    );
+    scanned
+}
+
+/// A span's trace ID (1) and span ID (2), valid.
+fn span_ids() -> Vec<u8> {
+    let mut fields = vec![0x0a, 16];
+    fields.extend([1; 16]);
+    fields.extend([0x12, 8]);
+    fields.extend([2; 8]);
+    fields
+}
+
+#[test]
+fn keys_outside_the_one_byte_table_take_the_general_path() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    // A known tag in a two-byte (non-minimal) key: name (5, LEN).
+    let mut fields = span_ids();
+    fields.extend([0xaa, 0x00, 1, b'x']);
+    assert_eq!(scan_span(&fields), one_span);
+    // A known tag in a two-byte key with the wrong wire type.
+    let mut fields = span_ids();
+    fields.extend([0xa8, 0x00, 1]);
+    assert_eq!(scan_span(&fields), Err(WireError("invalid wire type")));
+    // Wrong wire types in one-byte keys: name as a varint, kind as LEN, the
+    // trace ID as fixed32.
+    for wrong in [&[0x28, 1][..], &[0x32, 0], &[0x0d, 1, 2, 3, 4]] {
+        let mut fields = span_ids();
+        fields.extend(wrong);
+        assert_eq!(scan_span(&fields), Err(WireError("invalid wire type")));
+    }
+    // An unknown tag in a one-byte key (Status has no field 1) is skipped;
+    // tag 0 and an end-group key are refused.
+    let mut fields = span_ids();
+    fields.extend([0x7a, 2, 0x08, 5]);
+    assert_eq!(scan_span(&fields), one_span);
+    for bad in [&[0x02, 0][..], &[0x2c]] {
+        let mut fields = span_ids();
+        fields.extend(bad);
+        assert!(scan_span(&fields).is_err(), "{bad:02x?}");
+    }
+    // The last occurrence of an ID still wins when it comes in a long key.
+    let mut fields = span_ids();
+    fields.extend([0x92, 0x00, 8]);
+    fields.extend([0; 8]);
+    assert_eq!(
+        scan_span(&fields),
+        Ok(Scan {
+            items: 1,
+            invalid_ids: true
+        })
+    );
+}
+
+/// Scans a span with one attribute `k` whose `AnyValue` is `any_value`
+/// (checking that prost agrees).
+fn scan_attribute(any_value: &[u8]) -> Result<Scan, WireError> {
+    let mut key_value = vec![0x0a, 1, b'k', 0x12]; // key, then value (2, LEN)
+    push_len_prefixed(&mut key_value, any_value);
+    let mut fields = span_ids();
+    fields.push(0x4a); // Span.attributes (9, LEN)
+    push_len_prefixed(&mut fields, &key_value);
+    scan_span(&fields)
+}
+
+#[test]
+fn string_attribute_values_are_checked_like_any_message() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    let utf8_error = Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    // The short form: string_value (1, LEN) alone.
+    assert_eq!(scan_attribute(&[0x0a, 2, b'o', b'k']), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 0]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 2, 0xc3, 0xa9]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 2, b'o', 0xff]), utf8_error);
+    assert_eq!(scan_attribute(&[0x0a, 1, 0xc3]), utf8_error);
+    // Not the short form: a long string, a two-byte key, another field
+    // after it, a length past the end or short of it.
+    let mut long = vec![0x0a, 0x80, 0x01];
+    long.extend([b'a'; 128]);
+    assert_eq!(scan_attribute(&long), one_span);
+    long[100] = 0xff;
+    assert_eq!(scan_attribute(&long), utf8_error);
+    assert_eq!(scan_attribute(&[0x8a, 0x00, 1, b'a']), one_span);
+    assert_eq!(scan_attribute(&[0x8a, 0x00, 1, 0xff]), utf8_error);
+    assert_eq!(scan_attribute(&[0x0a, 1, b'a', 0x10, 1]), one_span);
+    assert_eq!(scan_attribute(&[0x0a, 1, 0xff, 0x10, 1]), utf8_error);
+    assert!(scan_attribute(&[0x0a, 3, b'a', b'b']).is_err());
+    assert!(scan_attribute(&[0x0a, 1, b'a', b'b']).is_err());
+    // Other one-byte LEN fields of AnyValue are not strings: bytes_value
+    // (7) need not be UTF-8, array_value (5) must hold AnyValues.
+    assert_eq!(scan_attribute(&[0x3a, 1, 0xff]), one_span);
+    assert_eq!(
+        scan_attribute(&[0x2a, 1, 0xff]),
+        Err(WireError("buffer underflow"))
+    );
+    // A string value with the wrong wire type.
+    assert_eq!(
+        scan_attribute(&[0x0d, 1, 0, 0, 0]),
+        Err(WireError("invalid wire type"))
+    );
+}
+
+#[test]
+fn short_ascii_check_sees_every_byte() {
+    for len in 0..=24 {
+        let ascii = vec![b'a'; len];
+        assert!(is_ascii(&ascii), "len {len}");
+        for at in 0..len {
+            let mut high = ascii.clone();
+            high[at] = 0x80;
+            assert!(!is_ascii(&high), "len {len}, high byte at {at}");
+        }
+    }
+}
+
+#[test]
+fn attributes_are_checked_like_any_message() {
+    let one_span = Ok(Scan {
+        items: 1,
+        invalid_ids: false,
+    });
+    let scan_key_values = |key_values: &[&[u8]]| {
+        let mut fields = span_ids();
+        for key_value in key_values {
+            fields.push(0x4a); // Span.attributes (9, LEN)
+            push_len_prefixed(&mut fields, key_value);
+        }
+        scan_span(&fields)
+    };
+    // Key and string value, in either order, repeated, or either alone.
+    let value = [0x12, 3, 0x0a, 1, b'v'];
+    let key = [0x0a, 1, b'k'];
+    assert_eq!(scan_key_values(&[&[&key[..], &value].concat()]), one_span);
+    assert_eq!(scan_key_values(&[&[&value[..], &key].concat()]), one_span);
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &key, &value, &value].concat()]),
+        one_span
+    );
+    assert_eq!(scan_key_values(&[&key, &value, &[]]), one_span);
+    // A key that is not UTF-8, in front of a string value or another one.
+    let bad_key = [0x0a, 1, 0xff];
+    let utf8_error = Err(WireError("invalid string value: data is not UTF-8 encoded"));
+    assert_eq!(
+        scan_key_values(&[&[&bad_key[..], &value].concat()]),
+        utf8_error
+    );
+    assert_eq!(
+        scan_key_values(&[&[&bad_key[..], &[0x12, 2, 0x10, 1][..]].concat()]),
+        utf8_error
+    );
+    // Fields the attribute shape does not cover: an int value, KeyValue's
+    // field 3 (a varint) with the wrong wire type and with its own, an
+    // unknown field, a length past the end of the KeyValue or the AnyValue.
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &[0x12, 2, 0x10, 1][..]].concat()]),
+        one_span
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &value, &[0x1a, 0]].concat()]),
+        Err(WireError("invalid wire type"))
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &value, &[0x18, 1]].concat()]),
+        one_span
+    );
+    assert_eq!(
+        scan_key_values(&[&[&key[..], &[0x7a, 0][..]].concat()]),
+        one_span
+    );
+    assert!(scan_key_values(&[&[&key[..], &[0x12, 9, 0x0a, 1, b'v'][..]].concat()]).is_err());
+    assert!(scan_key_values(&[&[&key[..], &[0x12, 3, 0x0a, 2, b'v'][..]].concat()]).is_err());
+}
