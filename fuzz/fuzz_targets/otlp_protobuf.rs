@@ -10,7 +10,6 @@ use libfuzzer_sys::fuzz_target;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use prost::Message;
 
 fn check<R: SignalRequest + std::fmt::Debug>(data: &[u8]) {
     let scanned = Batch::<R>::decode(Bytes::copy_from_slice(data));

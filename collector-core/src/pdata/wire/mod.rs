@@ -78,9 +78,9 @@ pub(crate) struct Schema {
     ids: Ids,
     /// The common case without decoding or searching: for each one-byte key
     /// (tag below 16), 1 + the position in `fields` of the field it starts,
-    /// if that field takes the key's wire type (so its checks are done). 0 (unknown tag, tag 0, a wrong wire type)
-    /// leaves the key to the general path, which also takes every key of
-    /// more than one byte.
+    /// if that field takes the key's wire type (so its checks are done).
+    /// 0 (unknown tag, tag 0, a wrong wire type) leaves the key to the
+    /// general path, which also takes every key of more than one byte.
     one_byte_keys: [u8; 128],
 }
 
