@@ -610,15 +610,9 @@ fn next_run_stats(agent: &mut Agent) -> Result<Scrape> {
 /// kernel's run statistics read the clock twice per program run, which
 /// production nodes do not pay.
 fn syscall_cost(bench: &Bench<'_>) -> Result<f64> {
-    syscall_cost_with(bench, &[])
-}
-
-/// [`syscall_cost`] with `extra` arguments.
-fn syscall_cost_with(bench: &Bench<'_>, extra: &[&str]) -> Result<f64> {
     let _off = BpfStats::set("0")?;
     let output = Command::new(&bench.layout.http_bench)
         .args(["syscalls", "--count", &SYSCALL_PAIRS.to_string()])
-        .args(extra)
         .output()
         .context("running ebpf-http-bench syscalls")?;
     if !output.status.success() {

@@ -20,12 +20,16 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_yaml_ng::Value;
 
-use super::{Load, TARGET_ADDED_P99_US, TARGET_NODE_TAX_NS, TARGET_REQUEST_NS, syscall_cost_with};
+use super::{Load, TARGET_ADDED_P99_US, TARGET_NODE_TAX_NS, TARGET_REQUEST_NS, syscall_cost};
 use crate::bench::Bench;
+use crate::bench::START_TIMEOUT;
+use crate::bench::children::{ChildGuard, pause};
 use crate::bench::report::{Json, verdict};
 
 /// A candidate: its design name and programs, in the order printed.
@@ -136,6 +140,36 @@ fn load(
     Ok((Load::parse(&text)?, Hooks::parse(&report, programs)?))
 }
 
+/// `ebpf-http-bench hold-hooks`: the `design` hooks loaded by a process of
+/// their own (the node-tax loop runs in another), once it says they are
+/// attached. Killed when dropped.
+fn hold(bench: &Bench<'_>, design: &str, port: u16) -> Result<ChildGuard> {
+    let name = format!("ebpf-hold-{design}-hooks");
+    let mut command = Command::new(&bench.layout.http_bench);
+    command.args([
+        "hold-hooks",
+        "--design",
+        design,
+        "--port",
+        &port.to_string(),
+    ]);
+    let mut guard = ChildGuard::spawn(&name, &mut command, &bench.layout.log(&name))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = guard.try_exit()? {
+            bail!("{name} exited ({status}): {}", guard.log_tail());
+        }
+        let log = std::fs::read_to_string(guard.log()).unwrap_or_default();
+        if log.lines().any(|line| line == "attached") {
+            return Ok(guard);
+        }
+        if Instant::now() >= deadline {
+            bail!("{name} did not attach: {}", guard.log_tail());
+        }
+        pause()?;
+    }
+}
+
 /// Runs each candidate at each rate of `plain` (rate, load without
 /// probes) against the server at `server`; `kernel.bpf_stats_enabled` must
 /// be on. A candidate that fails is reported as such.
@@ -161,9 +195,11 @@ fn measure_one(
     server: SocketAddr,
     plain: &[(u64, Load)],
 ) -> Result<Candidate> {
-    let port = server.port().to_string();
-    let no_hooks = syscall_cost_with(bench, &[])?;
-    let tax = syscall_cost_with(bench, &["--hooks", design.0, "--hooks-port", &port])?;
+    let no_hooks = syscall_cost(bench)?;
+    let tax = {
+        let _held = hold(bench, design.0, server.port())?;
+        syscall_cost(bench)?
+    };
     let mut steps = Vec::new();
     for (rate, plain) in plain {
         eprintln!(
