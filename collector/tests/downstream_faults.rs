@@ -9,12 +9,18 @@
 //! downstream keeps failing, the sending queue holds no more than its
 //! `queue_size` and the receiver refuses the rest (counted), so memory stays
 //! bounded; what was accepted is delivered once the downstream recovers.
+//! After a blackhole (a `testkit::fault_proxy` that swallows the bytes
+//! without resetting anything), the exporter drops the connection its
+//! attempts timed out on, and a new one delivers soon after the path is
+//! back.
 
 mod support;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 use support::{Collector, eventually, http_request, make_traces, post_traces_until_accepted};
+use testkit::fault_proxy::{FaultProxy, Mode};
 use testkit::faulty_sink::{Answer, FaultySink};
 
 fn agent(sink: &FaultySink) -> Collector {
@@ -23,6 +29,14 @@ fn agent(sink: &FaultySink) -> Collector {
 
 /// The agent with a sending queue of `queue_size` requests.
 fn agent_with_queue(sink: &FaultySink, queue_size: usize) -> Collector {
+    agent_to(sink.address, queue_size)
+}
+
+/// The agent exporting to `endpoint` with a sending queue of `queue_size`
+/// requests; `keepalive` at its defaults (10s, no ping without a request
+/// open, as otelcol and the chart): each attempt ends at `timeout` before a
+/// ping is due.
+fn agent_to(endpoint: SocketAddr, queue_size: usize) -> Collector {
     let config = format!(
         r#"
 receivers:
@@ -52,7 +66,7 @@ service:
       receivers: [otlp]
       exporters: [otlp]
 "#,
-        sink.address, queue_size
+        endpoint, queue_size
     );
     Collector::start(support::binary("agent-collector"), &config)
 }
@@ -269,4 +283,56 @@ fn a_failing_downstream_fills_the_queue_to_its_bound_then_the_receiver_refuses()
             "{fault:?}"
         );
     }
+}
+
+/// Longest wait, once a blackhole is over, until what timed out in it is
+/// delivered: what is left of the retry backoff (at most 100ms here) and
+/// an attempt over a new connection. Had the exporter kept the blackholed
+/// connection, every attempt would time out on it until a keepalive ping
+/// went unanswered (18s here with the default keepalive).
+const BLACKHOLE_RECOVERY: Duration = Duration::from_secs(10);
+
+#[test]
+fn after_a_blackhole_a_new_connection_delivers_what_timed_out() {
+    let sink = FaultySink::start(Answer::Ok);
+    let proxy = FaultProxy::start(sink.address);
+    let agent = agent_to(proxy.address, 1000);
+    let before = send(&agent, 1, 2);
+    eventually(
+        "delivered before the fault",
+        || sink.delivered().len(),
+        |n| *n >= before.len(),
+    );
+
+    proxy.set(Mode::Blackhole);
+    let during = send(&agent, 50, 3);
+    agent.wait_for_log("an attempt unanswered, its connection dropped", |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("A request went unanswered"))
+    });
+    proxy.set(Mode::PassThrough);
+    let restored = Instant::now();
+
+    let all: HashSet<Vec<u8>> = before.union(&during).cloned().collect();
+    let delivered = eventually(
+        "everything delivered after the blackhole",
+        || sink.delivered(),
+        |d| all.iter().all(|id| d.contains(id)),
+    );
+    let recovery = restored.elapsed();
+    assert!(
+        recovery <= BLACKHOLE_RECOVERY,
+        "delivered only {recovery:?} after the path was back"
+    );
+    assert_eq!(delivered.len(), all.len(), "none delivered twice");
+    assert!(
+        proxy.stats().connections >= 2,
+        "a new connection: {:?}",
+        proxy.stats()
+    );
+    assert_eq!(
+        exporter_metric(&agent, "otelcol_exporter_send_failed_spans_total"),
+        0.0
+    );
 }

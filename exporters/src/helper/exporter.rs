@@ -484,10 +484,13 @@ impl<S: Sender> Shared<S> {
             }
             match tokio::time::timeout(timeout, self.sender.send(payload)).await {
                 Ok(result) => result,
-                Err(_) => Err(ConsumeError::new(
-                    ErrorKind::DeadlineExceeded,
-                    format!("request timed out after {}", duration::format(timeout)),
-                )),
+                Err(_) => {
+                    self.sender.unanswered();
+                    Err(ConsumeError::new(
+                        ErrorKind::DeadlineExceeded,
+                        format!("request timed out after {}", duration::format(timeout)),
+                    ))
+                }
             }
         };
         tokio::select! {

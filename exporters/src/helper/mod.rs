@@ -81,4 +81,12 @@ pub trait Sender: Send + Sync + 'static {
     fn max_request_bytes(&self) -> Option<usize> {
         None
     }
+
+    /// An attempt got no answer within the exporter's `timeout`. That says
+    /// nothing about whether its connection is alive: after a blackhole (a
+    /// path that swallows bytes without resetting anything) it is dead, yet
+    /// nothing closes it. A sender that keeps a connection drops it here, so
+    /// the next attempt dials a new one (attempts still on the old one end
+    /// as they would). Default: nothing to drop.
+    fn unanswered(&self) {}
 }
