@@ -85,7 +85,8 @@ impl Routes {
         if ring.endpoints().len() <= 1 {
             return vec![(0, payload)];
         }
-        let mut owner = |key: &[u8]| ring.index_for(key).unwrap_or(0);
+        let mut owner = LastOwner::new(ring);
+        let mut owner = |key: &[u8]| owner.of(key);
         match payload {
             Payload::Traces(batch) => {
                 split_traces(batch, self.traces, &self.attributes, &mut owner)
@@ -104,6 +105,37 @@ impl Routes {
                 .map(|(o, b)| (o, Payload::Logs(b)))
                 .collect(),
         }
+    }
+}
+
+/// The ring's owner of a key, remembering the last key: a trace's spans
+/// usually come one after another, so most spans skip the ring's hash.
+struct LastOwner<'r> {
+    ring: &'r HashRing,
+    key: Vec<u8>,
+    owner: Option<usize>,
+}
+
+impl<'r> LastOwner<'r> {
+    fn new(ring: &'r HashRing) -> Self {
+        Self {
+            ring,
+            key: Vec::new(),
+            owner: None,
+        }
+    }
+
+    fn of(&mut self, key: &[u8]) -> usize {
+        if let Some(owner) = self.owner
+            && self.key == key
+        {
+            return owner;
+        }
+        let owner = self.ring.index_for(key).unwrap_or(0);
+        self.key.clear();
+        self.key.extend_from_slice(key);
+        self.owner = Some(owner);
+        owner
     }
 }
 
