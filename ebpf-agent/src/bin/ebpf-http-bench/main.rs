@@ -29,8 +29,9 @@
 //! the kernel measured of it to the JSON line under `hooks`. `hold-hooks`
 //! loads one, prints `attached` and holds it until killed, for measuring
 //! what it costs other processes (the node tax: `syscalls` in another
-//! process; in the same process, the drain thread's mere presence made
-//! each syscall of the loop about 45 ns dearer here).
+//! process; with the hooks loaded in the loop's own process, beside their
+//! drain thread, each syscall of the loop measured about 45 ns dearer here,
+//! which is not what other processes pay).
 
 mod candidates;
 
