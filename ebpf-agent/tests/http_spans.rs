@@ -387,6 +387,10 @@ fn python_http_server_gets_one_span_per_request() {
     measured.extend(client(&ns, PORT, "split", &[]));
     measured.extend(client(&ns, PORT, "pipeline", &["10"]));
     measured.extend(client(&ns, PORT, "upload", &["1048576"]));
+    // The server asks the unselected one for /slow while it answers: its
+    // own outgoing request is a client span.
+    let proxy_path = format!("/proxy/{OTHER_PORT}/slow");
+    measured.extend(client(&ns, PORT, "urllib", &[&proxy_path]));
     let hang = client(&ns, PORT, "hang", &[]);
     assert_eq!(
         hang[0].status, None,
@@ -395,13 +399,18 @@ fn python_http_server_gets_one_span_per_request() {
     measured.extend(hang);
     let disconnect = client(&ns, PORT, "disconnect", &[]);
 
-    let expected = measured.len() + disconnect.len();
-    let spans = wait_spans(&agent, expected);
+    // One server span per request, and the proxy's client span.
+    let expected = measured.len() + disconnect.len() + 1;
+    let all_spans = wait_spans(&agent, expected);
+    let (spans, client_spans): (Vec<Seen>, Vec<Seen>) = all_spans
+        .iter()
+        .cloned()
+        .partition(|s| s.span.kind == SpanKind::Server as i32);
     assert!(
         spans
             .iter()
             .all(|s| s.attr("server.port") == Some(PORT.to_string())),
-        "only the selected port's server makes spans"
+        "only the selected port's server makes server spans"
     );
 
     for m in &measured {
@@ -481,6 +490,35 @@ fn python_http_server_gets_one_span_per_request() {
     let slow = by_path(&spans, "/slow");
     assert!(slow.span.end_time_unix_nano - slow.span.start_time_unix_nano >= 300_000_000);
 
+    // The outgoing request: from the request's write to the response's
+    // read, so it covers the other server's 300 ms, inside the span of the
+    // request that made it.
+    assert_eq!(client_spans.len(), 1, "client spans: {client_spans:#?}");
+    let outgoing = &client_spans[0];
+    assert_eq!(outgoing.span.kind, SpanKind::Client as i32);
+    assert_eq!(outgoing.span.name, "GET");
+    assert_eq!(
+        outgoing.attr("url.full"),
+        Some(format!("http://127.0.0.1:{OTHER_PORT}/slow"))
+    );
+    assert_eq!(outgoing.attr("server.port"), Some(OTHER_PORT.to_string()));
+    assert_eq!(
+        outgoing.attr("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(!is_error(outgoing));
+    let proxied = by_path(&spans, &proxy_path);
+    assert!(
+        outgoing.span.end_time_unix_nano - outgoing.span.start_time_unix_nano >= 300_000_000,
+        "the client span covers the other server's pause"
+    );
+    assert!(
+        proxied.span.start_time_unix_nano <= outgoing.span.start_time_unix_nano
+            && outgoing.span.end_time_unix_nano <= proxied.span.end_time_unix_nano,
+        "the outgoing request lies within the request that made it"
+    );
+    assert_eq!(outgoing.resource.get("process.pid"), Some(&server.pid().to_string()));
+
     let resource = &ok.resource;
     assert_eq!(resource.get("process.pid"), Some(&server.pid().to_string()));
     assert!(
@@ -490,7 +528,11 @@ fn python_http_server_gets_one_span_per_request() {
         "service.name falls back to the executable: {resource:?}"
     );
     assert!(resource.contains_key("host.name"));
-    assert_eq!(spans.len(), expected, "one span per request: {spans:#?}");
+    assert_eq!(
+        all_spans.len(),
+        expected,
+        "one span per request: {all_spans:#?}"
+    );
 }
 
 #[test]

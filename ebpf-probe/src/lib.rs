@@ -23,14 +23,22 @@ pub const MAP_EVENTS: &str = "EVENTS";
 pub const MAP_PIDS: &str = "PIDS";
 /// Settings the agent writes at start (`Array<u32>`, indices `CONFIG_*`).
 pub const MAP_CONFIG: &str = "CONFIG";
-/// Syscalls between their enter and exit, by thread (`HashMap<u64, _>`
-/// keyed by pid_tgid, values of [`PENDING_VALUE_SIZE`] bytes). A plain hash
-/// table, not LRU (an LRU update costs several times more on every
-/// syscall): the agent sweeps out the entries of threads that died inside
-/// a syscall.
+/// Client writes between their enter and exit, by thread
+/// (`HashMap<u64, u64>` keyed by pid_tgid, the write's entry time, values
+/// of [`PENDING_VALUE_SIZE`] bytes): a client's request starts when its
+/// write enters. Everything else is recorded at the syscall's exit alone,
+/// from the registers, which still hold the arguments there. A plain hash
+/// table, not LRU (an LRU update costs several times more): the agent
+/// sweeps out the entries of threads that died inside a write.
 pub const MAP_PENDING: &str = "PENDING";
 /// Size of a [`MAP_PENDING`] value.
-pub const PENDING_VALUE_SIZE: usize = 24;
+pub const PENDING_VALUE_SIZE: usize = 8;
+/// Followed connections (`LruHashMap`, key `[tgid, fd]` as two `u32`,
+/// value [`CONN_VALUE_SIZE`] bytes: the connection's id and role). The
+/// agent removes a process's entries when it stops tracing it.
+pub const MAP_CONNS: &str = "CONNS";
+/// Size of a [`MAP_CONNS`] value.
+pub const CONN_VALUE_SIZE: usize = 16;
 /// Per-CPU counters of what the programs could not record
 /// (`PerCpuArray<u64>`, indices `COUNTER_*`).
 pub const MAP_COUNTERS: &str = "COUNTERS";
@@ -71,7 +79,8 @@ pub const BUF_NONE: u32 = 4;
 /// [`MAP_CONFIG`] index: bytes to capture per syscall (clamped to [`MAX_CAPTURE`]).
 pub const CONFIG_CAPTURE_BYTES: u32 = 0;
 /// [`MAP_CONFIG`] index: offset in `struct pt_regs` of the register holding
-/// a syscall's first argument (architecture-specific; the agent sets it).
+/// a syscall's first argument, valid at its entry and its exit
+/// (architecture-specific; the agent sets it).
 pub const CONFIG_REGS_ARG0: u32 = 1;
 /// [`MAP_CONFIG`] index: the same for the second argument.
 pub const CONFIG_REGS_ARG1: u32 = 2;
@@ -94,7 +103,8 @@ pub const COUNTER_RINGBUF_FULL: u32 = 0;
 /// table: an old entry was evicted to make room, so this counts evictions
 /// the kernel reports as failures only).
 pub const COUNTER_CONN_TABLE_FULL: u32 = 1;
-/// Syscalls not followed because the pending-syscall table was full.
+/// Client writes whose start time was lost because the pending table
+/// was full (the request then starts when the write returns).
 pub const COUNTER_PENDING_TABLE_FULL: u32 = 2;
 /// Captures that failed to read the process's buffer.
 pub const COUNTER_READ_FAILED: u32 = 3;

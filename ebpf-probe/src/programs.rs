@@ -6,17 +6,20 @@
 //! runs, paid by every read and write of every process on the node (the
 //! agent's 26 of them added 60-69 ns of CPU to each on the machine
 //! measured, these two add 23; see the README); a raw tracepoint hands the
-//! program the registers directly. The entry looks the syscall number up in
-//! `SYSCALLS` (an array: one indexed load) and returns for the syscalls it
-//! does not handle; both programs then check the process's slot in
+//! program the registers directly. Each program first looks the syscall
+//! number up in `SYSCALLS` (an array: one indexed load) and returns for the
+//! syscalls it does not handle, then checks the process's slot in
 //! `PID_SLOTS` (another array load) before any hash lookup or register
 //! read, so a process that is not traced costs little more.
 //!
-//! The enter program remembers the arguments of a handled syscall (keyed by
-//! thread); the exit program, knowing the result, records the event:
-//! `accept`/`connect` start following a connection (keyed by process and
-//! fd), reads and writes on followed connections copy a prefix of the
-//! buffer, `close` stops following.
+//! Almost everything happens at the exit, which knows the result and still
+//! has the arguments in the registers: `accept`/`connect` start following a
+//! connection (keyed by process and fd), reads and writes on followed
+//! connections copy a prefix of the buffer. A read that returns nothing
+//! (`EAGAIN`, the most common syscall of an event-loop server) costs no map
+//! access at all. The entry handles `close` (stop following) and a client's
+//! writes, whose entry time is when its request starts (remembered by
+//! thread in `PENDING` for the exit).
 
 use aya_ebpf::helpers::generated::{
     bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
@@ -66,27 +69,6 @@ static PID_SLOTS: Array<u32> = Array::with_max_entries(PID_SLOT_COUNT, 0);
 
 // ---- maps private to the programs ----
 
-/// A syscall between its enter and exit.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Pending {
-    fd: u32,
-    /// What the syscall is: its `SYSCALLS` value (kind and buffer).
-    what: u32,
-    ptr: u64,
-    enter_ns: u64,
-}
-
-impl Pending {
-    fn kind(&self) -> u32 {
-        self.what & ((1 << SYSCALL_BUFFER_SHIFT) - 1)
-    }
-
-    fn buffer(&self) -> u32 {
-        self.what >> SYSCALL_BUFFER_SHIFT
-    }
-}
-
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct ConnKey {
@@ -119,12 +101,13 @@ struct DataRecord<const N: usize> {
 const SMALL_CAPTURE: usize = 256;
 const MEDIUM_CAPTURE: usize = 1024;
 
-/// Syscalls in flight, per thread. Not LRU (see `ebpf_probe::MAP_PENDING`):
-/// the agent removes what threads killed between enter and exit left.
+/// Client writes in flight: the thread's entry time (see
+/// `ebpf_probe::MAP_PENDING`).
 #[map]
-static PENDING: HashMap<u64, Pending> = HashMap::with_max_entries(16384, 0);
+static PENDING: HashMap<u64, u64> = HashMap::with_max_entries(16384, 0);
 
-const _: () = assert!(size_of::<Pending>() == ebpf_probe::PENDING_VALUE_SIZE);
+const _: () = assert!(size_of::<u64>() == ebpf_probe::PENDING_VALUE_SIZE);
+const _: () = assert!(size_of::<Conn>() == ebpf_probe::CONN_VALUE_SIZE);
 
 /// Followed connections. LRU: a process that exits closes its fds without a
 /// `close` syscall, so its entries age out.
@@ -150,6 +133,11 @@ fn handled(nr: u64) -> u32 {
         return 0;
     }
     SYSCALLS.get(nr as u32).copied().unwrap_or(0)
+}
+
+#[inline(always)]
+fn kind_of(what: u32) -> u32 {
+    what & ((1 << SYSCALL_BUFFER_SHIFT) - 1)
 }
 
 #[inline(always)]
@@ -227,35 +215,13 @@ fn selected(tgid: u32) -> bool {
     maybe_selected(tgid) && unsafe { PIDS.get(&tgid) }.is_some()
 }
 
-/// Remembers a syscall at its entry. The entry time is read only where
-/// the agent uses it: accept and connect (it is the connection's id) and
-/// writes (a client's request starts when its write does); a read's event
-/// carries its exit time for both (a server's request starts when its read
-/// returns), which spares every read, the many that return nothing
-/// (`EAGAIN`) included, a clock read.
+/// The followed connection `fd` of `tgid`, if it is one. Only selected
+/// processes have entries (the agent removes a process's when it stops
+/// tracing it), so this is also the selection check for reads and writes.
 #[inline(always)]
-fn remember(id: u64, fd: u32, what: u32, ptr: u64) {
-    let kind = what & ((1 << SYSCALL_BUFFER_SHIFT) - 1);
-    let pending = Pending {
-        fd,
-        what,
-        ptr,
-        enter_ns: if kind == EventKind::Read as u32 {
-            0
-        } else {
-            now()
-        },
-    };
-    if PENDING.insert(&id, &pending, 0).is_err() {
-        count(COUNTER_PENDING_TABLE_FULL);
-    }
-}
-
-#[inline(always)]
-fn take_pending(id: u64) -> Option<Pending> {
-    let pending = unsafe { *PENDING.get_ptr(&id)? };
-    let _ = PENDING.remove(&id);
-    Some(pending)
+fn followed(tgid: u32, fd: u32) -> Option<Conn> {
+    let conn = CONNS.get_ptr(&ConnKey { tgid, fd })?;
+    Some(unsafe { *conn })
 }
 
 /// An event's common fields; `enter_ns` 0 (not read at entry) becomes the
@@ -311,25 +277,26 @@ fn fill_address(event: &mut ConnEvent, ptr: u64) -> bool {
     }
 }
 
+/// Starts following connection `fd`: `listen_fd` is the listening socket
+/// of an accepted one, `address` the user's `sockaddr` pointer (the peer
+/// for an accept, the remote for a connect).
 #[inline(always)]
-fn follow(kind: EventKind, id: u64, fd: u32, pending: &Pending, role: Role) {
+fn follow(kind: EventKind, id: u64, fd: u32, listen_fd: u32, address: u64, role: Role) {
+    // The exit time names the connection among those that reuse its fd.
+    let at = now();
     let conn = Conn {
-        id: pending.enter_ns,
+        id: at,
         role: role as u32,
         reserved: 0,
     };
     let mut event = ConnEvent {
-        header: header(kind, id, fd, &conn, pending.enter_ns),
-        listen_fd: if role == Role::Server {
-            pending.fd
-        } else {
-            u32::MAX
-        },
+        header: header(kind, id, fd, &conn, at),
+        listen_fd,
         family: 0,
         port: 0,
         addr: [0; 16],
     };
-    let known_family = fill_address(&mut event, pending.ptr);
+    let known_family = fill_address(&mut event, address);
     // A client socket that is not IP (a Unix socket) is not followed; an
     // accepted one is (the peer address may just not have been asked for).
     if role == Role::Client && !known_family {
@@ -359,14 +326,15 @@ struct Iovec {
 }
 
 /// Where the first bytes of the syscall's data are, and how many there are
-/// in that contiguous piece.
+/// in that contiguous piece: `buffer` says what the argument `ptr` points
+/// at (a `BUF_*` value).
 #[inline(always)]
-fn first_piece(pending: &Pending, transferred: u64) -> Option<(u64, u64)> {
-    let iov_ptr = match pending.buffer() {
-        BUF_PLAIN => return Some((pending.ptr, transferred)),
-        BUF_IOVEC => pending.ptr,
+fn first_piece(buffer: u32, ptr: u64, transferred: u64) -> Option<(u64, u64)> {
+    let iov_ptr = match buffer {
+        BUF_PLAIN => return Some((ptr, transferred)),
+        BUF_IOVEC => ptr,
         // struct msghdr: msg_name(8) msg_namelen(4+4) msg_iov(8) ...
-        BUF_MSGHDR => read_user::<u64>(pending.ptr + 16)?,
+        BUF_MSGHDR => read_user::<u64>(ptr + 16)?,
         // BUF_NONE: a byte count without a user buffer.
         _ => return None,
     };
@@ -381,21 +349,20 @@ fn first_piece(pending: &Pending, transferred: u64) -> Option<(u64, u64)> {
     ))
 }
 
+/// Records a read or write of `transferred` (> 0) bytes on `conn`.
 #[inline(always)]
-fn exit_data(id: u64, pending: &Pending, transferred: i64, kind: EventKind) {
-    if transferred <= 0 {
-        return;
-    }
-    let key = ConnKey {
-        tgid: (id >> 32) as u32,
-        fd: pending.fd,
-    };
-    let Some(conn) = CONNS.get_ptr(&key) else {
-        return;
-    };
-    let conn = unsafe { *conn };
+fn data(
+    kind: EventKind,
+    id: u64,
+    fd: u32,
+    conn: &Conn,
+    buffer: u32,
+    ptr: u64,
+    transferred: u64,
+    enter_ns: u64,
+) {
     let limit = config(CONFIG_CAPTURE_BYTES);
-    let (ptr, mut wanted) = match first_piece(pending, transferred as u64) {
+    let (ptr, mut wanted) = match first_piece(buffer, ptr, transferred) {
         Some((ptr, available)) => (ptr, if available < limit { available } else { limit }),
         None => (0, 0),
     };
@@ -403,8 +370,8 @@ fn exit_data(id: u64, pending: &Pending, transferred: i64, kind: EventKind) {
         wanted = MAX_CAPTURE as u64;
     }
     let event = DataEvent {
-        header: header(kind, id, pending.fd, &conn, pending.enter_ns),
-        total: transferred as u64,
+        header: header(kind, id, fd, conn, enter_ns),
+        total: transferred,
         captured: 0,
         reserved: 0,
     };
@@ -450,14 +417,9 @@ fn emit_data<const N: usize>(mut event: DataEvent, ptr: u64, wanted: u64, flags:
 // ---- close: stop following ----
 
 #[inline(always)]
-fn close(id: u64, tgid: u32, fd: u32) {
-    let key = ConnKey { tgid, fd };
-    let Some(conn) = CONNS.get_ptr(&key) else {
-        return;
-    };
-    let conn = unsafe { *conn };
-    let _ = CONNS.remove(&key);
-    let event = header(EventKind::Close, id, fd, &conn, now());
+fn close(id: u64, tgid: u32, fd: u32, conn: &Conn) {
+    let _ = CONNS.remove(&ConnKey { tgid, fd });
+    let event = header(EventKind::Close, id, fd, conn, now());
     if EVENTS
         .output::<EventHeader>(&event, wakeup_flags())
         .is_err()
@@ -468,66 +430,86 @@ fn close(id: u64, tgid: u32, fd: u32) {
 
 // ---- the programs ----
 
-/// Every syscall's entry: `(struct pt_regs *regs, long nr)`.
+/// Every syscall's entry: `(struct pt_regs *regs, long nr)`. Only `close`
+/// and writes have work here; the rest wait for the exit.
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let what = handled(ctx.arg::<u64>(1));
-    if what == 0 {
+    let kind = kind_of(handled(ctx.arg::<u64>(1)));
+    if kind != EventKind::Close as u32 && kind != EventKind::Write as u32 {
         return 0;
     }
     let id = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (id >> 32) as u32;
-    if !selected(tgid) {
+    if !maybe_selected(tgid) {
         return 0;
     }
-    let regs = ctx.arg::<u64>(0);
-    let fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
-    let kind = what & ((1 << SYSCALL_BUFFER_SHIFT) - 1);
+    let fd = register(ctx.arg::<u64>(0), config(CONFIG_REGS_ARG0)) as u32;
+    let Some(conn) = followed(tgid, fd) else {
+        return 0;
+    };
     if kind == EventKind::Close as u32 {
-        close(id, tgid, fd);
-        return 0;
-    }
-    let ptr = register(regs, config(CONFIG_REGS_ARG1));
-    if kind == EventKind::Accept as u32 || kind == EventKind::Connect as u32 {
-        remember(id, fd, what, ptr);
-    } else if CONNS.get_ptr(&ConnKey { tgid, fd }).is_some() {
-        // A read or write: remembered only on followed connections, so a
-        // selected process's file and pipe I/O costs one more lookup.
-        remember(id, fd, what, ptr);
+        close(id, tgid, fd, &conn);
+    } else if conn.role == Role::Client as u32 && PENDING.insert(&id, &now(), 0).is_err() {
+        count(COUNTER_PENDING_TABLE_FULL);
     }
     0
 }
 
-/// Every syscall's return: `(struct pt_regs *regs, long ret)`.
+/// Every syscall's return: `(struct pt_regs *regs, long ret)`. The
+/// registers still hold the arguments (`CONFIG_REGS_ARG0` names one that
+/// the return value does not overwrite).
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     let id = unsafe { bpf_get_current_pid_tgid() };
-    // Only a selected process has anything pending; checking that first
+    let tgid = (id >> 32) as u32;
+    // Only a selected process has anything to record; checking that first
     // spares every other process the register read and the lookups.
-    if !maybe_selected((id >> 32) as u32) {
+    if !maybe_selected(tgid) {
         return 0;
     }
     let regs = ctx.arg::<u64>(0);
-    if handled(register(regs, config(CONFIG_REGS_NR))) == 0 {
+    let what = handled(register(regs, config(CONFIG_REGS_NR)));
+    if what == 0 {
         return 0;
     }
-    let Some(pending) = take_pending(id) else {
-        return 0;
-    };
     let ret = ctx.arg::<u64>(1) as i64;
-    let kind = pending.kind();
-    if kind == EventKind::Accept as u32 {
-        if ret >= 0 {
-            follow(EventKind::Accept, id, ret as u32, &pending, Role::Server);
+    let kind = kind_of(what);
+    if kind == EventKind::Read as u32 || kind == EventKind::Write as u32 {
+        // Nothing moved (EAGAIN, an error, end of stream): nothing to record,
+        // and no lookup to pay.
+        if ret <= 0 {
+            return 0;
         }
-    } else if kind == EventKind::Connect as u32 {
-        if ret == 0 || ret == -EINPROGRESS {
-            follow(EventKind::Connect, id, pending.fd, &pending, Role::Client);
+        let fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
+        let Some(conn) = followed(tgid, fd) else {
+            return 0;
+        };
+        let ptr = register(regs, config(CONFIG_REGS_ARG1));
+        let buffer = what >> SYSCALL_BUFFER_SHIFT;
+        if kind == EventKind::Read as u32 {
+            data(EventKind::Read, id, fd, &conn, buffer, ptr, ret as u64, 0);
+        } else {
+            // A client's request starts when its write entered.
+            let mut enter_ns = 0;
+            if conn.role == Role::Client as u32
+                && let Some(at) = unsafe { PENDING.get(&id) }
+            {
+                enter_ns = *at;
+                let _ = PENDING.remove(&id);
+            }
+            data(EventKind::Write, id, fd, &conn, buffer, ptr, ret as u64, enter_ns);
         }
-    } else if kind == EventKind::Read as u32 {
-        exit_data(id, &pending, ret, EventKind::Read);
-    } else if kind == EventKind::Write as u32 {
-        exit_data(id, &pending, ret, EventKind::Write);
+    } else if kind == EventKind::Accept as u32 {
+        if ret >= 0 && selected(tgid) {
+            let listen_fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
+            let address = register(regs, config(CONFIG_REGS_ARG1));
+            follow(EventKind::Accept, id, ret as u32, listen_fd, address, Role::Server);
+        }
+    } else if kind == EventKind::Connect as u32 && (ret == 0 || ret == -EINPROGRESS) && selected(tgid)
+    {
+        let fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
+        let address = register(regs, config(CONFIG_REGS_ARG1));
+        follow(EventKind::Connect, id, fd, u32::MAX, address, Role::Client);
     }
     0
 }

@@ -10,9 +10,10 @@ use aya::programs::RawTracePoint;
 use aya::{Ebpf, EbpfLoader};
 use ebpf_probe::{
     CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
-    COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED, COUNTER_RINGBUF_FULL,
-    MAP_CONFIG, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING, MAP_PID_SLOTS, MAP_PIDS, MAP_SYSCALLS,
-    MAX_CAPTURE, PENDING_VALUE_SIZE, PID_SELECTED, PID_SLOT_COUNT,
+    CONN_VALUE_SIZE, COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
+    COUNTER_RINGBUF_FULL, MAP_CONFIG, MAP_CONNS, MAP_COUNTERS, MAP_EVENTS, MAP_PENDING,
+    MAP_PID_SLOTS, MAP_PIDS, MAP_SYSCALLS, MAX_CAPTURE, PENDING_VALUE_SIZE, PID_SELECTED,
+    PID_SLOT_COUNT,
 };
 
 /// The programs, as named in the probe object and as the raw tracepoints
@@ -42,6 +43,8 @@ pub(crate) struct Probe {
     /// Selected processes per `tgid % PID_SLOT_COUNT` (see `MAP_PID_SLOTS`).
     pid_slots: Array<MapData, u32>,
     pending: HashMap<MapData, u64, [u8; PENDING_VALUE_SIZE]>,
+    /// Followed connections, keyed `[tgid, fd]` (see `MAP_CONNS`).
+    conns: HashMap<MapData, [u32; 2], [u8; CONN_VALUE_SIZE]>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -52,7 +55,8 @@ pub(crate) struct Counters {
     pub(crate) ringbuf_full: u64,
     /// Connections not followed: the connection table refused an entry.
     pub(crate) conn_table_full: u64,
-    /// Syscalls not followed: the pending table refused an entry.
+    /// Client writes whose entry time was lost: the pending table refused
+    /// an entry.
     pub(crate) pending_table_full: u64,
     /// Buffers the programs could not read from the process.
     pub(crate) read_failed: u64,
@@ -155,12 +159,14 @@ impl Probe {
         let pid_slots = take(&mut ebpf, MAP_PID_SLOTS)?;
         let counters = take(&mut ebpf, MAP_COUNTERS)?;
         let pending = take(&mut ebpf, MAP_PENDING)?;
+        let conns = take(&mut ebpf, MAP_CONNS)?;
         Ok((
             Probe {
                 ebpf,
                 pids,
                 pid_slots,
                 pending,
+                conns,
                 counters,
             },
             ring,
@@ -181,12 +187,23 @@ impl Probe {
         })
     }
 
-    /// Stops tracing a process (it exited or no longer qualifies).
+    /// Stops tracing a process (it exited or no longer qualifies), and
+    /// forgets its connections: the programs take a connection's entry as
+    /// the selection check for its reads and writes.
     pub(crate) fn deselect(&mut self, tgid: u32) {
         // Absent already is fine: the kernel may have reused nothing, we
         // just forget it.
         if self.pids.remove(&tgid).is_ok() {
             let _ = self.add_to_slot(tgid, -1);
+        }
+        let connections: Vec<[u32; 2]> = self
+            .conns
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|[owner, _fd]| *owner == tgid)
+            .collect();
+        for key in &connections {
+            let _ = self.conns.remove(key);
         }
     }
 
@@ -198,8 +215,8 @@ impl Probe {
             .map_err(|e| ProbeError::load(format!("counting pid {tgid} in its slot"), e))
     }
 
-    /// Removes the in-flight syscall entries of threads that no longer exist
-    /// (killed inside a syscall, so its exit never ran); how many.
+    /// Removes the in-flight client-write entries of threads that no longer
+    /// exist (killed inside a write, so its exit never ran); how many.
     pub(crate) fn sweep_pending(&mut self) -> usize {
         let stale: Vec<u64> = self
             .pending

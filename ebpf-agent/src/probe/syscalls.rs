@@ -8,7 +8,8 @@ use ebpf_probe::{
 };
 
 /// Offsets in `struct pt_regs` of the first two syscall arguments and of the
-/// syscall number as it entered.
+/// syscall number as it entered, all valid at the syscall's exit too (the
+/// exit program reads them there).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RegisterOffsets {
     pub(crate) arg0: u32,
@@ -37,7 +38,8 @@ impl Handled {
 
 use EventKind::{Accept, Close, Connect, Read, Write};
 
-/// x86-64: `di`, `si` and `orig_ax` in `struct pt_regs`
+/// x86-64: `di`, `si` and `orig_ax` in `struct pt_regs` (the return value
+/// goes to `ax`, so all three still hold the entry's values at the exit)
 /// (arch/x86/include/asm/ptrace.h), numbers from
 /// arch/x86/entry/syscalls/syscall_64.tbl.
 #[cfg(target_arch = "x86_64")]
@@ -63,13 +65,15 @@ pub(crate) const HANDLED: &[Handled] = &[
     Handled::new(288, Accept, BUF_SOCKADDR), // accept4
 ];
 
-/// arm64: `regs[0]`, `regs[1]` and `syscallno` in `struct pt_regs`
+/// arm64: `orig_x0`, `regs[1]` and `syscallno` in `struct pt_regs`
 /// (arch/arm64/include/asm/ptrace.h: 31 registers, sp, pc, pstate, then
-/// orig_x0 and syscallno), numbers from the generic table
+/// orig_x0 and syscallno): the first argument is read from `orig_x0`
+/// because the return value overwrites `regs[0]` before the exit
+/// tracepoint. Numbers from the generic table
 /// (include/uapi/asm-generic/unistd.h).
 #[cfg(target_arch = "aarch64")]
 pub(crate) const REGISTERS: Option<RegisterOffsets> = Some(RegisterOffsets {
-    arg0: 0,
+    arg0: 34 * 8,
     arg1: 8,
     nr: 35 * 8,
 });

@@ -4,12 +4,16 @@ keep-alive, on 127.0.0.1:<port> (argv[1]). Prints "ready" once listening.
 Routes: /status/<code> answers <code>; /chunked answers in three chunks;
 /file answers this file's bytes with sendfile(2);
 /slow waits 300 ms first; /hang closes the connection without answering;
+/proxy/<port>/<path> asks 127.0.0.1:<port> for /<path> (an outgoing
+request, for client spans) and answers with its status;
 POST /upload reads the body and answers its length; anything else is 200.
 """
 
 import os
 import sys
 import time
+import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -53,6 +57,16 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(200)
         elif path == "/hang":
             self.close_connection = True
+        elif path.startswith("/proxy/"):
+            port, rest = path[len("/proxy/"):].split("/", 1)
+            url = "http://127.0.0.1:%s/%s" % (port, rest)
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    response.read()
+                    code = response.status
+            except urllib.error.HTTPError as error:
+                code = error.code
+            self.answer(code)
         else:
             self.answer(200)
 
