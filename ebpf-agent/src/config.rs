@@ -38,6 +38,11 @@ pub(crate) struct EbpfReceiverConfig {
     /// How often /proc is scanned for processes to instrument.
     #[serde(with = "collector_core::config::duration")]
     pub(crate) scan_interval: Duration,
+    /// How the probes attach to the syscall tracepoints: `btf` (BTF
+    /// tracepoints, the cheaper; needs a kernel with BTF), `raw` (raw
+    /// tracepoints, any 5.8+ kernel) or `auto` (`btf` when the kernel has
+    /// BTF and accepts the programs, else `raw`).
+    pub(crate) syscall_tracepoints: SyscallTracepoints,
     /// Ring buffer between the probes and the agent, MiB (power of two).
     pub(crate) ring_buffer_size_mib: u32,
     /// Fill of the ring buffer, KiB, at which the probes wake the agent.
@@ -62,6 +67,19 @@ pub(crate) struct EbpfReceiverConfig {
     pub(crate) metrics: MetricsConfig,
     /// Kubernetes pod metadata on the resource.
     pub(crate) kube_metadata: KubeMetadataConfig,
+}
+
+/// `receivers.ebpf.syscall_tracepoints`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SyscallTracepoints {
+    /// BTF tracepoints where the kernel has BTF and accepts them, else raw.
+    #[default]
+    Auto,
+    /// BTF tracepoints, or fail to start.
+    Btf,
+    /// Raw tracepoints.
+    Raw,
 }
 
 /// `receivers.ebpf.metrics`.
@@ -97,6 +115,7 @@ impl Default for EbpfReceiverConfig {
             header_capture_bytes: ebpf_probe::DEFAULT_CAPTURE,
             service_name: None,
             scan_interval: Duration::from_secs(1),
+            syscall_tracepoints: SyscallTracepoints::Auto,
             ring_buffer_size_mib: 4,
             ring_buffer_wakeup_kib: 256,
             ring_buffer_poll_interval: Duration::from_millis(50),
@@ -258,5 +277,21 @@ mod tests {
         let every_event =
             config("open_ports: '8080'\nring_buffer_wakeup_kib: 0\nring_buffer_poll_interval: 0s");
         assert!(every_event.resolve().is_ok());
+    }
+
+    #[test]
+    fn syscall_tracepoints_default_to_auto_and_name_their_choices() {
+        assert_eq!(
+            config("open_ports: '8080'").syscall_tracepoints,
+            SyscallTracepoints::Auto
+        );
+        assert_eq!(
+            config("open_ports: '8080'\nsyscall_tracepoints: raw").syscall_tracepoints,
+            SyscallTracepoints::Raw
+        );
+        let error = serde_yaml_ng::from_str::<EbpfReceiverConfig>("syscall_tracepoints: fast")
+            .expect_err("unknown choice")
+            .to_string();
+        assert!(error.contains("auto") && error.contains("btf"), "{error}");
     }
 }

@@ -68,11 +68,25 @@ service:
 
 /// Starts the agent and waits until it runs.
 fn start_agent(port: u16) -> Collector {
-    let agent = Collector::start(AGENT, &agent_config(port));
+    start_agent_with(port, "")
+}
+
+/// Starts the agent with `extra` under `receivers.ebpf` and waits until it
+/// runs.
+fn start_agent_with(port: u16, extra: &str) -> Collector {
+    let agent = Collector::start(AGENT, &agent_config_with(port, extra));
     agent.wait_for_log("the agent to run", |v| {
         v["message"] == "everything is ready; begin running and processing data"
     });
     agent
+}
+
+/// Which tracepoints the agent's probes attached to, as it logged.
+fn attached_hooks(agent: &Collector) -> String {
+    let line = agent.wait_for_log("the probes to attach", |v| {
+        v["message"] == "probes attached"
+    });
+    line["hooks"].as_str().unwrap_or_default().to_string()
 }
 
 /// Waits until the agent instruments `pid`.
@@ -340,6 +354,13 @@ fn python_http_server_gets_one_span_per_request() {
     let unselected = Server::python(&ns, OTHER_PORT);
     let server = Server::python(&ns, PORT);
     let agent = start_agent(PORT);
+    // By default the cheaper BTF tracepoints, where the kernel has BTF.
+    let expected_hooks = if Path::new("/sys/kernel/btf/vmlinux").exists() {
+        "BTF tracepoints"
+    } else {
+        "raw tracepoints"
+    };
+    assert_eq!(attached_hooks(&agent), expected_hooks);
     wait_instrumented(&agent, server.pid());
     let instrumented = |pid: u32| {
         agent.log_text().lines().any(|line| {
@@ -517,7 +538,10 @@ fn python_http_server_gets_one_span_per_request() {
             && outgoing.span.end_time_unix_nano <= proxied.span.end_time_unix_nano,
         "the outgoing request lies within the request that made it"
     );
-    assert_eq!(outgoing.resource.get("process.pid"), Some(&server.pid().to_string()));
+    assert_eq!(
+        outgoing.resource.get("process.pid"),
+        Some(&server.pid().to_string())
+    );
 
     let resource = &ok.resource;
     assert_eq!(resource.get("process.pid"), Some(&server.pid().to_string()));
@@ -543,7 +567,9 @@ fn hyper_server_spans_and_red_metrics() {
     const PORT: u16 = 18111;
     let ns = NetNs::create("ebpf-hyper");
     let server = Server::hyper(&ns, PORT, Some("hyper-shop"));
-    let agent = start_agent(PORT);
+    // The raw tracepoints, which kernels without BTF get, record the same.
+    let agent = start_agent_with(PORT, "    syscall_tracepoints: raw\n");
+    assert_eq!(attached_hooks(&agent), "raw tracepoints");
     wait_instrumented(&agent, server.pid());
 
     let mut measured = curl(&ns, PORT, &["/a", "/status/503", "/chunked"], &[]);

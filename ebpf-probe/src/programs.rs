@@ -24,9 +24,9 @@
 use aya_ebpf::helpers::generated::{
     bpf_get_current_pid_tgid, bpf_ktime_get_boot_ns, bpf_probe_read_kernel, bpf_probe_read_user,
 };
-use aya_ebpf::macros::{map, raw_tracepoint};
+use aya_ebpf::macros::{btf_tracepoint, map, raw_tracepoint};
 use aya_ebpf::maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf};
-use aya_ebpf::programs::RawTracePointContext;
+use aya_ebpf::programs::{BtfTracePointContext, RawTracePointContext};
 use core::ffi::c_void;
 use core::mem::size_of;
 use ebpf_probe::{
@@ -428,63 +428,137 @@ fn close(id: u64, tgid: u32, fd: u32, conn: &Conn) {
     }
 }
 
+// ---- where the syscall's number and arguments are ----
+
+/// A syscall's saved user registers, `struct pt_regs`.
+trait Registers: Copy {
+    /// The first argument (valid at the entry and at the exit).
+    fn arg0(self) -> u64;
+    /// The second argument.
+    fn arg1(self) -> u64;
+    /// The syscall number as it entered.
+    fn nr(self) -> u64;
+}
+
+/// Registers read with `bpf_probe_read_kernel` at the offsets the agent
+/// put in `CONFIG`: what a raw tracepoint program has to do, since its
+/// `pt_regs` pointer is an untyped number to the verifier.
+#[derive(Clone, Copy)]
+struct CopiedRegisters(u64);
+
+impl Registers for CopiedRegisters {
+    #[inline(always)]
+    fn arg0(self) -> u64 {
+        register(self.0, config(CONFIG_REGS_ARG0))
+    }
+    #[inline(always)]
+    fn arg1(self) -> u64 {
+        register(self.0, config(CONFIG_REGS_ARG1))
+    }
+    #[inline(always)]
+    fn nr(self) -> u64 {
+        register(self.0, config(CONFIG_REGS_NR))
+    }
+}
+
+/// Registers loaded directly: a BTF tracepoint's `pt_regs` pointer is
+/// typed, so the verifier lets the program load its fields (at offsets
+/// fixed when the object is built for the machine's architecture) without
+/// a helper call each.
+#[derive(Clone, Copy)]
+struct TypedRegisters(*const u64);
+
+/// Offsets in 8-byte words: x86-64 `di`, `si`, `orig_ax`
+/// (arch/x86/include/asm/ptrace.h), the same as `syscalls.rs` gives the
+/// raw tracepoint programs.
+#[cfg(bpf_target_arch = "x86_64")]
+mod offsets {
+    pub(super) const ARG0: usize = 14;
+    pub(super) const ARG1: usize = 13;
+    pub(super) const NR: usize = 15;
+}
+
+/// arm64: `orig_x0` (the return value overwrites `x0` before the exit),
+/// `regs[1]`, and `syscallno`, a 32-bit field.
+#[cfg(bpf_target_arch = "aarch64")]
+mod offsets {
+    pub(super) const ARG0: usize = 34;
+    pub(super) const ARG1: usize = 1;
+    pub(super) const NR: usize = 35;
+}
+
+#[cfg(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64"))]
+impl Registers for TypedRegisters {
+    #[inline(always)]
+    fn arg0(self) -> u64 {
+        unsafe { *self.0.add(offsets::ARG0) }
+    }
+    #[inline(always)]
+    fn arg1(self) -> u64 {
+        unsafe { *self.0.add(offsets::ARG1) }
+    }
+    #[inline(always)]
+    fn nr(self) -> u64 {
+        #[cfg(bpf_target_arch = "aarch64")]
+        let nr = unsafe { *self.0.add(offsets::NR).cast::<i32>() } as u64;
+        #[cfg(not(bpf_target_arch = "aarch64"))]
+        let nr = unsafe { *self.0.add(offsets::NR) };
+        nr
+    }
+}
+
 // ---- the programs ----
 
-/// Every syscall's entry: `(struct pt_regs *regs, long nr)`. Only `close`
-/// and writes have work here; the rest wait for the exit.
-#[raw_tracepoint(tracepoint = "sys_enter")]
-pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
-    let kind = kind_of(handled(ctx.arg::<u64>(1)));
+/// A syscall's entry. Only `close` and writes have work here; the rest
+/// wait for the exit.
+#[inline(always)]
+fn on_enter(regs: impl Registers, nr: u64) {
+    let kind = kind_of(handled(nr));
     if kind != EventKind::Close as u32 && kind != EventKind::Write as u32 {
-        return 0;
+        return;
     }
     let id = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (id >> 32) as u32;
     if !maybe_selected(tgid) {
-        return 0;
+        return;
     }
-    let fd = register(ctx.arg::<u64>(0), config(CONFIG_REGS_ARG0)) as u32;
+    let fd = regs.arg0() as u32;
     let Some(conn) = followed(tgid, fd) else {
-        return 0;
+        return;
     };
     if kind == EventKind::Close as u32 {
         close(id, tgid, fd, &conn);
     } else if conn.role == Role::Client as u32 && PENDING.insert(&id, &now(), 0).is_err() {
         count(COUNTER_PENDING_TABLE_FULL);
     }
-    0
 }
 
-/// Every syscall's return: `(struct pt_regs *regs, long ret)`. The
-/// registers still hold the arguments (`CONFIG_REGS_ARG0` names one that
-/// the return value does not overwrite).
-#[raw_tracepoint(tracepoint = "sys_exit")]
-pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+/// A syscall's return. The registers still hold the arguments.
+#[inline(always)]
+fn on_exit(regs: impl Registers, ret: i64) {
     let id = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (id >> 32) as u32;
     // Only a selected process has anything to record; checking that first
     // spares every other process the register read and the lookups.
     if !maybe_selected(tgid) {
-        return 0;
+        return;
     }
-    let regs = ctx.arg::<u64>(0);
-    let what = handled(register(regs, config(CONFIG_REGS_NR)));
+    let what = handled(regs.nr());
     if what == 0 {
-        return 0;
+        return;
     }
-    let ret = ctx.arg::<u64>(1) as i64;
     let kind = kind_of(what);
     if kind == EventKind::Read as u32 || kind == EventKind::Write as u32 {
         // Nothing moved (EAGAIN, an error, end of stream): nothing to record,
         // and no lookup to pay.
         if ret <= 0 {
-            return 0;
+            return;
         }
-        let fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
+        let fd = regs.arg0() as u32;
         let Some(conn) = followed(tgid, fd) else {
-            return 0;
+            return;
         };
-        let ptr = register(regs, config(CONFIG_REGS_ARG1));
+        let ptr = regs.arg1();
         let buffer = what >> SYSCALL_BUFFER_SHIFT;
         if kind == EventKind::Read as u32 {
             data(EventKind::Read, id, fd, &conn, buffer, ptr, ret as u64, 0);
@@ -497,19 +571,72 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
                 enter_ns = *at;
                 let _ = PENDING.remove(&id);
             }
-            data(EventKind::Write, id, fd, &conn, buffer, ptr, ret as u64, enter_ns);
+            data(
+                EventKind::Write,
+                id,
+                fd,
+                &conn,
+                buffer,
+                ptr,
+                ret as u64,
+                enter_ns,
+            );
         }
     } else if kind == EventKind::Accept as u32 {
         if ret >= 0 && selected(tgid) {
-            let listen_fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
-            let address = register(regs, config(CONFIG_REGS_ARG1));
-            follow(EventKind::Accept, id, ret as u32, listen_fd, address, Role::Server);
+            let listen_fd = regs.arg0() as u32;
+            follow(
+                EventKind::Accept,
+                id,
+                ret as u32,
+                listen_fd,
+                regs.arg1(),
+                Role::Server,
+            );
         }
-    } else if kind == EventKind::Connect as u32 && (ret == 0 || ret == -EINPROGRESS) && selected(tgid)
+    } else if kind == EventKind::Connect as u32
+        && (ret == 0 || ret == -EINPROGRESS)
+        && selected(tgid)
     {
-        let fd = register(regs, config(CONFIG_REGS_ARG0)) as u32;
-        let address = register(regs, config(CONFIG_REGS_ARG1));
-        follow(EventKind::Connect, id, fd, u32::MAX, address, Role::Client);
+        let fd = regs.arg0() as u32;
+        follow(
+            EventKind::Connect,
+            id,
+            fd,
+            u32::MAX,
+            regs.arg1(),
+            Role::Client,
+        );
     }
+}
+
+/// Every syscall's entry: `(struct pt_regs *regs, long nr)`, raw.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    on_enter(CopiedRegisters(ctx.arg::<u64>(0)), ctx.arg::<u64>(1));
+    0
+}
+
+/// Every syscall's return: `(struct pt_regs *regs, long ret)`, raw.
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    on_exit(CopiedRegisters(ctx.arg::<u64>(0)), ctx.arg::<u64>(1) as i64);
+    0
+}
+
+/// The same entry as a BTF tracepoint, where the kernel has BTF.
+#[btf_tracepoint(function = "sys_enter")]
+pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    on_enter(TypedRegisters(ctx.arg::<*const u64>(0)), ctx.arg::<u64>(1));
+    0
+}
+
+/// The same exit as a BTF tracepoint.
+#[btf_tracepoint(function = "sys_exit")]
+pub fn sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    on_exit(
+        TypedRegisters(ctx.arg::<*const u64>(0)),
+        ctx.arg::<u64>(1) as i64,
+    );
     0
 }

@@ -5,9 +5,10 @@
 
 use super::syscalls::{HANDLED, REGISTERS};
 use super::{ProbeError, preflight};
+use crate::config::SyscallTracepoints;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::RawTracePoint;
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{BtfTracePoint, RawTracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
 use ebpf_probe::{
     CONFIG_CAPTURE_BYTES, CONFIG_REGS_ARG0, CONFIG_REGS_ARG1, CONFIG_REGS_NR, CONFIG_WAKEUP_BYTES,
     CONN_VALUE_SIZE, COUNTER_CONN_TABLE_FULL, COUNTER_PENDING_TABLE_FULL, COUNTER_READ_FAILED,
@@ -16,9 +17,105 @@ use ebpf_probe::{
     PID_SLOT_COUNT,
 };
 
-/// The programs, as named in the probe object and as the raw tracepoints
-/// they attach to.
+/// The programs, as the tracepoints they attach to and as the agent's
+/// metrics name them.
 pub(crate) const PROGRAMS: [&str; 2] = ["sys_enter", "sys_exit"];
+
+/// How the programs are attached to the syscall tracepoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hooks {
+    /// BTF tracepoints (`tp_btf`, kernels with BTF): the programs load the
+    /// syscall's registers directly.
+    Btf,
+    /// Raw tracepoints: the programs copy each register with a helper
+    /// call. For kernels without BTF.
+    Raw,
+}
+
+impl Hooks {
+    /// The object's program for each of [`PROGRAMS`].
+    fn programs(self) -> [&'static str; 2] {
+        match self {
+            Hooks::Btf => ["sys_enter_btf", "sys_exit_btf"],
+            Hooks::Raw => PROGRAMS,
+        }
+    }
+
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Hooks::Btf => "BTF tracepoints",
+            Hooks::Raw => "raw tracepoints",
+        }
+    }
+}
+
+/// Attaches the syscall programs as `choice` says; `auto` takes BTF
+/// tracepoints when the kernel describes itself (`/sys/kernel/btf/vmlinux`)
+/// and accepts them, else raw tracepoints.
+fn attach(ebpf: &mut Ebpf, choice: SyscallTracepoints) -> Result<Hooks, ProbeError> {
+    if choice == SyscallTracepoints::Raw {
+        attach_programs(ebpf, Hooks::Raw, None)?;
+        return Ok(Hooks::Raw);
+    }
+    let attached = Btf::from_sys_fs()
+        .map_err(|e| ProbeError::load("reading the kernel's BTF (/sys/kernel/btf/vmlinux)", e))
+        .and_then(|btf| attach_programs(ebpf, Hooks::Btf, Some(&btf)));
+    match attached {
+        Ok(()) => Ok(Hooks::Btf),
+        Err(e) if choice == SyscallTracepoints::Btf => Err(e),
+        Err(e) => {
+            // Whichever of the pair got attached comes off again.
+            for name in Hooks::Btf.programs() {
+                let program: Option<&mut BtfTracePoint> =
+                    ebpf.program_mut(name).and_then(|p| p.try_into().ok());
+                if let Some(program) = program {
+                    let _ = program.unload();
+                }
+            }
+            tracing::warn!(
+                error = %e,
+                "no BTF tracepoints on this kernel; the probes use raw tracepoints"
+            );
+            attach_programs(ebpf, Hooks::Raw, None)?;
+            Ok(Hooks::Raw)
+        }
+    }
+}
+
+fn attach_programs(ebpf: &mut Ebpf, hooks: Hooks, btf: Option<&Btf>) -> Result<(), ProbeError> {
+    // The exit program first, so no client write's entry is remembered
+    // that no exit takes back.
+    for (name, hook) in hooks.programs().into_iter().zip(PROGRAMS).rev() {
+        let program = ebpf
+            .program_mut(name)
+            .ok_or_else(|| ProbeError::load(format!("program {name}"), MissingMap))?;
+        match btf {
+            Some(btf) => {
+                let program: &mut BtfTracePoint = program
+                    .try_into()
+                    .map_err(|e| ProbeError::load(format!("program {name}"), e))?;
+                program
+                    .load(hook, btf)
+                    .map_err(|e| ProbeError::load(format!("verifying program {name}"), e))?;
+                program.attach().map_err(|e| {
+                    ProbeError::load(format!("attaching {name} to the BTF tracepoint {hook}"), e)
+                })?;
+            }
+            None => {
+                let program: &mut RawTracePoint = program
+                    .try_into()
+                    .map_err(|e| ProbeError::load(format!("program {name}"), e))?;
+                program
+                    .load()
+                    .map_err(|e| ProbeError::load(format!("verifying program {name}"), e))?;
+                program.attach(hook).map_err(|e| {
+                    ProbeError::load(format!("attaching {name} to the raw tracepoint {hook}"), e)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The BPF object (`ebpf-probe`'s programs for bpfel-unknown-none).
 static PROBE_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/ebpf-probe"));
@@ -33,12 +130,16 @@ pub(crate) struct ProbeSettings {
     /// Fill of the ring buffer at which the programs wake the agent; 0 on
     /// every event. Below it the agent must poll.
     pub(crate) wakeup_bytes: u32,
+    /// Which tracepoints the programs attach to.
+    pub(crate) tracepoints: SyscallTracepoints,
 }
 
 /// Loaded and attached probes. Dropping it detaches them.
 pub(crate) struct Probe {
     /// Owns the programs and their links.
     ebpf: Ebpf,
+    /// How they are attached.
+    hooks: Hooks,
     pids: HashMap<MapData, u32, u32>,
     /// Selected processes per `tgid % PID_SLOT_COUNT` (see `MAP_PID_SLOTS`).
     pid_slots: Array<MapData, u32>,
@@ -137,22 +238,8 @@ impl Probe {
                 .map_err(|e| ProbeError::load(format!("handling syscall {}", handled.nr), e))?;
         }
 
-        // The exit program first, so no enter is remembered that no exit
-        // takes back.
-        for name in PROGRAMS.into_iter().rev() {
-            let program: &mut RawTracePoint = ebpf
-                .program_mut(name)
-                .ok_or_else(|| ProbeError::load(format!("program {name}"), MissingMap))?
-                .try_into()
-                .map_err(|e| ProbeError::load(format!("program {name}"), e))?;
-            program
-                .load()
-                .map_err(|e| ProbeError::load(format!("verifying program {name}"), e))?;
-            program.attach(name).map_err(|e| {
-                ProbeError::load(format!("attaching {name} to the raw tracepoint {name}"), e)
-            })?;
-        }
-        tracing::debug!(programs = PROGRAMS.len(), capture, "probes attached");
+        let hooks = attach(&mut ebpf, settings.tracepoints)?;
+        tracing::info!(hooks = hooks.describe(), capture, "probes attached");
 
         let ring = take(&mut ebpf, MAP_EVENTS)?;
         let pids = take(&mut ebpf, MAP_PIDS)?;
@@ -163,6 +250,7 @@ impl Probe {
         Ok((
             Probe {
                 ebpf,
+                hooks,
                 pids,
                 pid_slots,
                 pending,
@@ -238,7 +326,8 @@ impl Probe {
     /// `kernel.bpf_stats_enabled` is 1 (off by default: the kernel then
     /// skips the clock reads).
     pub(crate) fn run_stats(&self) -> Vec<(u64, u64)> {
-        PROGRAMS
+        self.hooks
+            .programs()
             .iter()
             .map(|name| {
                 self.ebpf

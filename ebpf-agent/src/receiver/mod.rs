@@ -151,6 +151,7 @@ impl Lifecycle for EbpfReceiver {
             capture_bytes: self.resolved.capture_bytes,
             ring_buffer_bytes: self.config.ring_buffer_size_mib * 1024 * 1024,
             wakeup_bytes: self.config.ring_buffer_wakeup_kib * 1024,
+            tracepoints: self.config.syscall_tracepoints,
         };
         let (probe, ring) = tokio::task::spawn_blocking(move || Probe::load(settings))
             .await
