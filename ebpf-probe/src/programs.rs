@@ -87,7 +87,8 @@ struct Conn {
 /// A data event and room for `N` captured bytes, reserved in the ring and
 /// filled in place: the user bytes are copied once, straight into the
 /// ring. A reservation's size must be a constant, so captures go in one of
-/// [`SMALL_CAPTURE`], [`MEDIUM_CAPTURE`] and [`MAX_CAPTURE`]; the agent
+/// [`TINY_CAPTURE`], [`SMALL_CAPTURE`], [`MEDIUM_CAPTURE`] and
+/// [`MAX_CAPTURE`]; the agent
 /// reads `captured` bytes and skips the rest of the record.
 #[repr(C)]
 struct DataRecord<const N: usize> {
@@ -95,9 +96,12 @@ struct DataRecord<const N: usize> {
     data: [u8; N],
 }
 
-/// Capture size classes below [`MAX_CAPTURE`]: a response's status line
-/// and framing headers usually fit the small one, a request head the
-/// medium one (the default capture, `DEFAULT_CAPTURE`).
+/// Capture size classes below [`MAX_CAPTURE`]: a short request or response
+/// head fits the tiny one (smaller records keep the ring's working set in
+/// the cache), a response's status line and framing headers usually the
+/// small one, a request head the medium one (the default capture,
+/// `DEFAULT_CAPTURE`).
+const TINY_CAPTURE: usize = 128;
 const SMALL_CAPTURE: usize = 256;
 const MEDIUM_CAPTURE: usize = 1024;
 
@@ -376,7 +380,9 @@ fn data(
         reserved: 0,
     };
     let flags = wakeup_flags();
-    if wanted <= SMALL_CAPTURE as u64 {
+    if wanted <= TINY_CAPTURE as u64 {
+        emit_data::<TINY_CAPTURE>(event, ptr, wanted, flags);
+    } else if wanted <= SMALL_CAPTURE as u64 {
         emit_data::<SMALL_CAPTURE>(event, ptr, wanted, flags);
     } else if wanted <= MEDIUM_CAPTURE as u64 {
         emit_data::<MEDIUM_CAPTURE>(event, ptr, wanted, flags);
@@ -432,6 +438,11 @@ fn close(id: u64, tgid: u32, fd: u32, conn: &Conn) {
 
 /// A syscall's saved user registers, `struct pt_regs`.
 trait Registers: Copy {
+    /// Whether reading the syscall number costs less than the pid helper
+    /// and the slot load: then the exit program checks the number first,
+    /// and a syscall it does not handle (most of them) costs every process
+    /// one load and one array lookup.
+    const NR_FIRST: bool;
     /// The first argument (valid at the entry and at the exit).
     fn arg0(self) -> u64;
     /// The second argument.
@@ -447,6 +458,7 @@ trait Registers: Copy {
 struct CopiedRegisters(u64);
 
 impl Registers for CopiedRegisters {
+    const NR_FIRST: bool = false;
     #[inline(always)]
     fn arg0(self) -> u64 {
         register(self.0, config(CONFIG_REGS_ARG0))
@@ -489,6 +501,7 @@ mod offsets {
 
 #[cfg(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64"))]
 impl Registers for TypedRegisters {
+    const NR_FIRST: bool = true;
     #[inline(always)]
     fn arg0(self) -> u64 {
         unsafe { *self.0.add(offsets::ARG0) }
@@ -535,17 +548,27 @@ fn on_enter(regs: impl Registers, nr: u64) {
 
 /// A syscall's return. The registers still hold the arguments.
 #[inline(always)]
-fn on_exit(regs: impl Registers, ret: i64) {
+fn on_exit<R: Registers>(regs: R, ret: i64) {
+    let mut what = 0;
+    if R::NR_FIRST {
+        what = handled(regs.nr());
+        if what == 0 {
+            return;
+        }
+    }
     let id = unsafe { bpf_get_current_pid_tgid() };
     let tgid = (id >> 32) as u32;
-    // Only a selected process has anything to record; checking that first
-    // spares every other process the register read and the lookups.
+    // Only a selected process has anything to record; where the number
+    // costs a helper call, checking this first spares every other process
+    // that call and the lookups.
     if !maybe_selected(tgid) {
         return;
     }
-    let what = handled(regs.nr());
-    if what == 0 {
-        return;
+    if !R::NR_FIRST {
+        what = handled(regs.nr());
+        if what == 0 {
+            return;
+        }
     }
     let kind = kind_of(what);
     if kind == EventKind::Read as u32 || kind == EventKind::Write as u32 {
