@@ -1,13 +1,13 @@
-//! The BPF programs of the eBPF agent: raw tracepoints on syscall entry and
-//! exit that follow the TCP connections of selected processes and copy the
-//! first bytes of every read and write on them to a ring buffer. Built for
+//! The BPF programs of the eBPF agent: tracepoints on syscall entry and
+//! exit (BTF tracepoints, or raw ones on kernels without BTF) that follow
+//! the TCP connections of selected processes and copy the first bytes of
+//! every read and write on them to a ring buffer. Built for
 //! `bpfel-unknown-none` by the agent's build script; on the host this is an
 //! empty program.
 //!
 //! Only tracepoints: the kernels this runs on may lack kprobes (and fentry),
-//! and the `sys_enter`/`sys_exit` raw tracepoints are a stable ABI. The cost
-//! for an unselected process is an array load per syscall, and one hash
-//! lookup per handled syscall.
+//! and the `sys_enter`/`sys_exit` tracepoints are a stable ABI. The cost
+//! for an unselected process is two array loads per syscall it makes.
 
 #![cfg_attr(target_arch = "bpf", no_std, no_main)]
 

@@ -1,6 +1,6 @@
 //! Loads the probe object built by build.rs, tells the programs which
 //! syscalls to handle and where their arguments are, attaches them to the
-//! `sys_enter`/`sys_exit` raw tracepoints, and keeps the maps the agent
+//! `sys_enter`/`sys_exit` tracepoints (BTF or raw), and keeps the maps the agent
 //! writes and reads.
 
 use super::syscalls::{HANDLED, REGISTERS};

@@ -1,7 +1,9 @@
 //! The syscalls the probes handle, by number, and where a syscall's
 //! arguments sit in `struct pt_regs`: both differ between architectures, and
-//! the raw tracepoint programs get only the registers and the number, so the
-//! agent hands them this table (`SYSCALLS`) and the offsets (`CONFIG`).
+//! the programs get only the registers and the number, so the agent hands
+//! them this table (`SYSCALLS`) and, for the raw tracepoint programs, the
+//! offsets (`CONFIG`; the BTF ones have them built in for the architecture
+//! the object is built for).
 
 use ebpf_probe::{
     BUF_IOVEC, BUF_MSGHDR, BUF_NONE, BUF_PLAIN, BUF_SOCKADDR, EventKind, SYSCALL_BUFFER_SHIFT,
