@@ -25,7 +25,7 @@ pub use client::ClientInfo;
 pub use signal::{Batch, BatchError, SignalRequest};
 pub use telemetry::{Payload, Signal, Telemetry};
 pub use validate::Rejected;
-pub use wire::WireError;
+pub use wire::{LEADING_TRACE_ID, WireError};
 
 /// A batch of spans.
 pub type Traces =

@@ -75,6 +75,8 @@ pub struct Batch<R: SignalRequest> {
     /// The scanner found every span/log ID well-formed, so the receiver's
     /// invalid-ID pass can be skipped without decoding.
     ids_checked: bool,
+    /// See [`Batch::trace_ids_lead`].
+    trace_ids_lead: bool,
 }
 
 impl<R: SignalRequest> PartialEq for Batch<R> {
@@ -117,6 +119,7 @@ impl<R: SignalRequest> Batch<R> {
             encoded: None,
             decoded: OnceLock::from(request),
             ids_checked: false,
+            trace_ids_lead: false,
         }
     }
 
@@ -133,6 +136,7 @@ impl<R: SignalRequest> Batch<R> {
             encoded: Some(vec![bytes]),
             decoded: OnceLock::new(),
             ids_checked: true,
+            trace_ids_lead: R::SIGNAL == super::Signal::Traces && !scan.trace_ids_elsewhere,
         })
     }
 
@@ -140,7 +144,7 @@ impl<R: SignalRequest> Batch<R> {
     /// the fields of this batch's own encoding (a split of it by
     /// `protobuf_segments`), which were checked when this batch was made,
     /// so they are not scanned again. What is known of this batch's IDs
-    /// holds for the part.
+    /// holds for the part (it holds the same spans, unchanged).
     ///
     /// The caller vouches for `bytes`: a malformed part is found only when
     /// something decodes it (logged, its items lost).
@@ -150,6 +154,7 @@ impl<R: SignalRequest> Batch<R> {
             encoded: Some(vec![bytes]),
             decoded: OnceLock::new(),
             ids_checked: self.ids_checked,
+            trace_ids_lead: self.trace_ids_lead,
         }
     }
 
@@ -191,11 +196,25 @@ impl<R: SignalRequest> Batch<R> {
         self.ids_checked
     }
 
+    /// True when every span of the encoding starts with its trace ID: its
+    /// one `trace_id` field, first, as [`LEADING_TRACE_ID`] and 16 bytes
+    /// (what every serializer writes, fields in number order). Then a
+    /// span's trace ID can be read at a fixed offset, where otherwise the
+    /// whole span has to be walked, since a repeated field's last
+    /// occurrence wins. Known from the receiver's scan; false for a batch
+    /// that was not scanned or was changed.
+    ///
+    /// [`LEADING_TRACE_ID`]: super::LEADING_TRACE_ID
+    pub fn trace_ids_lead(&self) -> bool {
+        self.trace_ids_lead && self.encoded.is_some()
+    }
+
     /// Changes the data. Forgets the original encoding and recounts the items.
     pub fn modify<T>(&mut self, f: impl FnOnce(&mut Vec<R::Resource>) -> T) -> T {
         let mut request = self.take_request();
         self.encoded = None;
         self.ids_checked = false;
+        self.trace_ids_lead = false;
         let out = f(request.resources_mut());
         self.items = request.resources().iter().map(R::count_items).sum();
         self.decoded = OnceLock::from(request);
@@ -271,6 +290,7 @@ impl<R: SignalRequest> Batch<R> {
             mine.append(theirs);
             self.items += other.items;
             self.ids_checked &= other.ids_checked;
+            self.trace_ids_lead &= other.trace_ids_lead;
             // Any decoded copy no longer covers everything.
             self.decoded = OnceLock::new();
             return;
@@ -320,5 +340,61 @@ impl<R: SignalRequest> Batch<R> {
         }
         *self = Self::new(request);
         Self::new(R::from_resources(front))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::pdata::{Logs, Traces};
+    use bytes::Bytes;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    fn spans(trace_id: Vec<u8>) -> Bytes {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id,
+                        span_id: vec![2; 8],
+                        name: "s".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        Bytes::from(request.encode_to_vec())
+    }
+
+    #[test]
+    fn leading_trace_ids_are_known_from_the_scan_and_lost_with_any_doubt() {
+        let leading = Traces::decode(spans(vec![1; 16])).unwrap();
+        assert!(leading.trace_ids_lead());
+        // A part of it holds the same spans.
+        assert!(leading.part_of_self(spans(vec![1; 16]), 1).trace_ids_lead());
+        // Merged with a batch that cannot say the same, the merge cannot.
+        let mut merged = leading.clone();
+        merged.append(Traces::decode(spans(vec![1; 15])).unwrap());
+        assert!(!merged.trace_ids_lead());
+        let mut merged = leading.clone();
+        merged.append(Traces::new(
+            ExportTraceServiceRequest::decode(spans(vec![3; 16])).unwrap(),
+        ));
+        assert!(!merged.trace_ids_lead());
+        let mut merged = leading.clone();
+        merged.append(Traces::decode(spans(vec![3; 16])).unwrap());
+        assert!(merged.trace_ids_lead());
+        // Changed, or never scanned: not known.
+        let mut changed = leading.clone();
+        changed.modify(|_| ());
+        assert!(!changed.trace_ids_lead());
+        assert!(!Traces::default().trace_ids_lead());
+        // Logs have no spans to say it of.
+        let logs = Bytes::from(ExportLogsServiceRequest::default().encode_to_vec());
+        assert!(!Logs::decode(logs).unwrap().trace_ids_lead());
     }
 }

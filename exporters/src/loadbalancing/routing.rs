@@ -420,7 +420,9 @@ fn split_traces_encoded(
         out
     };
     let wire_key = match key {
-        RoutingKey::TraceId => wire::Key::TraceId,
+        RoutingKey::TraceId => wire::Key::TraceId {
+            leading: batch.trace_ids_lead(),
+        },
         RoutingKey::Service | RoutingKey::Resource => wire::Key::Resource(&resource_key),
         _ => return Err(batch),
     };

@@ -144,6 +144,11 @@ pub(crate) struct Scan {
     pub(crate) items: usize,
     /// Some span or log record has a malformed trace or span ID.
     pub(crate) invalid_ids: bool,
+    /// Some span's trace ID is not its one `trace_id` field, written first
+    /// with a one-byte length: see [`Batch::trace_ids_lead`].
+    ///
+    /// [`Batch::trace_ids_lead`]: crate::pdata::Batch::trace_ids_lead
+    pub(crate) trace_ids_elsewhere: bool,
 }
 
 const VARINT: u8 = 0;
@@ -346,7 +351,13 @@ struct SeenIds<'a> {
     trace: &'a [u8],
     span: &'a [u8],
     parent: &'a [u8],
+    /// How many trace ID fields the message has.
+    trace_fields: u32,
 }
+
+/// The key and one-byte length a span's `trace_id` starts with when a
+/// serializer writes it first, as they all do (fields in number order).
+pub const LEADING_TRACE_ID: [u8; 2] = [0x0a, 16];
 
 fn scan_message(
     buf: &[u8],
@@ -386,7 +397,11 @@ fn scan_message(
             Kind::Bytes => {
                 let bytes = reader.length_delimited()?;
                 match (schema.ids, tag) {
-                    (Ids::Span, 1) | (Ids::LogRecord, 9) => ids.trace = bytes,
+                    (Ids::Span, 1) => {
+                        ids.trace = bytes;
+                        ids.trace_fields += 1;
+                    }
+                    (Ids::LogRecord, 9) => ids.trace = bytes,
                     (Ids::Span, 2) | (Ids::LogRecord, 10) => ids.span = bytes,
                     (Ids::Span, 4) => ids.parent = bytes,
                     _ => {}
@@ -438,6 +453,9 @@ fn scan_message(
         }
     };
     scan.invalid_ids |= !ids_ok;
+    if schema.ids == Ids::Span {
+        scan.trace_ids_elsewhere |= ids.trace_fields != 1 || !buf.starts_with(&LEADING_TRACE_ID);
+    }
     Ok(())
 }
 

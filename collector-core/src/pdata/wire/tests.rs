@@ -257,21 +257,24 @@ fn valid_requests_scan_with_their_item_counts() {
         scan(&traces().encode_to_vec(), &TRACES_REQUEST),
         Ok(Scan {
             items: 3,
-            invalid_ids: false
+            invalid_ids: false,
+            trace_ids_elsewhere: false,
         })
     );
     assert_eq!(
         scan(&metrics().encode_to_vec(), &METRICS_REQUEST),
         Ok(Scan {
             items: 6,
-            invalid_ids: false
+            invalid_ids: false,
+            trace_ids_elsewhere: false,
         })
     );
     assert_eq!(
         scan(&logs().encode_to_vec(), &LOGS_REQUEST),
         Ok(Scan {
             items: 2,
-            invalid_ids: false
+            invalid_ids: false,
+            trace_ids_elsewhere: false,
         })
     );
     assert_eq!(scan(&[], &TRACES_REQUEST), Ok(Scan::default()));
@@ -289,13 +292,8 @@ fn malformed_ids_are_flagged_not_refused() {
     for change in cases {
         let mut request = traces();
         change(&mut request.resource_spans[0].scope_spans[0].spans[1]);
-        assert_eq!(
-            scan(&request.encode_to_vec(), &TRACES_REQUEST),
-            Ok(Scan {
-                items: 3,
-                invalid_ids: true
-            })
-        );
+        let scanned = scan(&request.encode_to_vec(), &TRACES_REQUEST).expect("accepted");
+        assert_eq!((scanned.items, scanned.invalid_ids), (3, true));
     }
     let mut request = logs();
     request.resource_logs[0].scope_logs[0].log_records[1].span_id = vec![3; 9];
@@ -303,7 +301,8 @@ fn malformed_ids_are_flagged_not_refused() {
         scan(&request.encode_to_vec(), &LOGS_REQUEST),
         Ok(Scan {
             items: 2,
-            invalid_ids: true
+            invalid_ids: true,
+            trace_ids_elsewhere: false,
         })
     );
 }
@@ -532,6 +531,7 @@ fn keys_outside_the_one_byte_table_take_the_general_path() {
     let one_span = Ok(Scan {
         items: 1,
         invalid_ids: false,
+        trace_ids_elsewhere: false,
     });
     // A known tag in a two-byte (non-minimal) key: name (5, LEN).
     let mut fields = span_ids();
@@ -566,7 +566,8 @@ fn keys_outside_the_one_byte_table_take_the_general_path() {
         scan_span(&fields),
         Ok(Scan {
             items: 1,
-            invalid_ids: true
+            invalid_ids: true,
+            trace_ids_elsewhere: false,
         })
     );
 }
@@ -587,6 +588,7 @@ fn string_attribute_values_are_checked_like_any_message() {
     let one_span = Ok(Scan {
         items: 1,
         invalid_ids: false,
+        trace_ids_elsewhere: false,
     });
     let utf8_error = Err(WireError("invalid string value: data is not UTF-8 encoded"));
     // The short form: string_value (1, LEN) alone.
@@ -640,6 +642,7 @@ fn attributes_are_checked_like_any_message() {
     let one_span = Ok(Scan {
         items: 1,
         invalid_ids: false,
+        trace_ids_elsewhere: false,
     });
     let scan_key_values = |key_values: &[&[u8]]| {
         let mut fields = span_ids();
@@ -691,4 +694,42 @@ fn attributes_are_checked_like_any_message() {
     );
     assert!(scan_key_values(&[&[&key[..], &[0x12, 9, 0x0a, 1, b'v'][..]].concat()]).is_err());
     assert!(scan_key_values(&[&[&key[..], &[0x12, 3, 0x0a, 2, b'v'][..]].concat()]).is_err());
+}
+
+#[test]
+fn spans_whose_trace_id_is_their_one_first_field_are_told_apart() {
+    let elsewhere = |fields: &[u8]| scan_span(fields).expect("accepted").trace_ids_elsewhere;
+    // What serializers write: the trace ID first, once.
+    assert!(!elsewhere(&span_ids()));
+    assert!(
+        !scan(&traces().encode_to_vec(), &TRACES_REQUEST)
+            .unwrap()
+            .trace_ids_elsewhere
+    );
+    // A second trace ID later in the span (the last one wins).
+    let mut fields = span_ids();
+    fields.extend([0x0a, 16]);
+    fields.extend([9; 16]);
+    assert!(elsewhere(&fields));
+    // The trace ID after another field.
+    let mut fields = vec![0x12, 8];
+    fields.extend([2; 8]);
+    fields.extend([0x0a, 16]);
+    fields.extend([1; 16]);
+    assert!(elsewhere(&fields));
+    // First, but in a two-byte key.
+    let mut fields = vec![0x8a, 0x00, 16];
+    fields.extend([1; 16]);
+    fields.extend([0x12, 8]);
+    fields.extend([2; 8]);
+    assert!(elsewhere(&fields));
+    // One span of many is enough.
+    let mut request = traces();
+    let span = &mut request.resource_spans[0].scope_spans[0].spans[1];
+    span.trace_id = vec![1; 15];
+    assert!(
+        scan(&request.encode_to_vec(), &TRACES_REQUEST)
+            .unwrap()
+            .trace_ids_elsewhere
+    );
 }

@@ -9,14 +9,17 @@
 //! truncated field) makes it give up, and the caller takes the decoding path.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use collector_core::pdata::LEADING_TRACE_ID;
 use collector_core::pdata::protowire::{Fields, last_len_fields, put_len_field, varint_len};
 use opentelemetry_proto::tonic::trace::v1::ResourceSpans;
 use prost::Message;
 
 /// How spans pick their owner.
 pub(super) enum Key<'k> {
-    /// By each span's trace ID.
-    TraceId,
+    /// By each span's trace ID; `leading` when the batch's scan found
+    /// every span's trace ID to be its one, first field
+    /// (`Batch::trace_ids_lead`), so it is read at a fixed offset.
+    TraceId { leading: bool },
     /// By the resource: `resource_key` gets the decoded resource header
     /// (everything but the spans) and returns the routing key's bytes.
     Resource(&'k dyn Fn(&ResourceSpans) -> Vec<u8>),
@@ -25,6 +28,12 @@ pub(super) enum Key<'k> {
 /// The trace ID of a span (its last occurrence, as protobuf decoding does).
 fn trace_id(span: &[u8]) -> Option<&[u8]> {
     last_len_fields(span, [1]).map(|[id]| id)
+}
+
+/// The trace ID of a span whose one trace ID field is known to come first:
+/// the 16 bytes after its key and length, without walking the rest.
+fn leading_trace_id(span: &[u8]) -> Option<&[u8]> {
+    span.strip_prefix(&LEADING_TRACE_ID)?.get(..16)
 }
 
 struct Scope<'a> {
@@ -58,7 +67,7 @@ fn parse_resource<'a>(
         return None;
     }
     let resource_owner = match key {
-        Key::TraceId => None,
+        Key::TraceId { .. } => None,
         Key::Resource(resource_key) => {
             let mut bytes = Vec::with_capacity(header.iter().map(|h| h.len()).sum());
             for h in &header {
@@ -75,9 +84,12 @@ fn parse_resource<'a>(
         let mut fields = Fields::new(scope);
         for field in fields.by_ref() {
             if field.is_len(2) {
-                let o = match resource_owner {
-                    Some(o) => o,
-                    None => owner(trace_id(field.payload)?),
+                let o = match (resource_owner, key) {
+                    (Some(o), _) => o,
+                    (None, Key::TraceId { leading: true }) => {
+                        owner(leading_trace_id(field.payload)?)
+                    }
+                    (None, _) => owner(trace_id(field.payload)?),
                 };
                 spans.push((field.raw, o));
             } else {
@@ -252,9 +264,11 @@ mod tests {
         let bytes = Bytes::from(original.encode_to_vec());
         // Owner: the first trace-ID byte modulo 3.
         let mut owner = |id: &[u8]| usize::from(id.first().copied().unwrap_or(0)) % 3;
-        let Some(Split::Parts(parts)) =
-            split_traces(&[bytes.clone(), bytes], &Key::TraceId, &mut owner)
-        else {
+        let Some(Split::Parts(parts)) = split_traces(
+            &[bytes.clone(), bytes],
+            &Key::TraceId { leading: false },
+            &mut owner,
+        ) else {
             panic!("expected parts")
         };
         assert_eq!(parts.len(), 3);
@@ -302,11 +316,37 @@ mod tests {
     }
 
     #[test]
+    fn trace_ids_read_at_their_leading_offset_split_the_same() {
+        let bytes = Bytes::from(request().encode_to_vec());
+        let split = |leading: bool| {
+            let mut owner = |id: &[u8]| usize::from(id[0]) % 3 + usize::from(id[15]);
+            match split_traces(
+                std::slice::from_ref(&bytes),
+                &Key::TraceId { leading },
+                &mut owner,
+            ) {
+                Some(Split::Parts(parts)) => parts,
+                _ => panic!("expected parts"),
+            }
+        };
+        assert_eq!(split(true), split(false));
+        // A span without its trace ID first gives up on the fast path
+        // rather than misroute (the scan would not have said `leading`).
+        let odd = Bytes::from_static(&[0x0a, 6, 0x12, 4, 0x12, 2, 0x12, 0]);
+        let mut owner = |_: &[u8]| 0;
+        assert!(split_traces(&[odd], &Key::TraceId { leading: true }, &mut owner).is_none());
+    }
+
+    #[test]
     fn one_owner_keeps_the_batch_and_resource_keys_read_the_header() {
         let bytes = Bytes::from(request().encode_to_vec());
         let mut owner = |_: &[u8]| 2;
         assert!(matches!(
-            split_traces(std::slice::from_ref(&bytes), &Key::TraceId, &mut owner),
+            split_traces(
+                std::slice::from_ref(&bytes),
+                &Key::TraceId { leading: false },
+                &mut owner
+            ),
             Some(Split::Single(2))
         ));
         let service = |rs: &ResourceSpans| {
@@ -326,9 +366,9 @@ mod tests {
         let mut owner = |_: &[u8]| 0;
         // A group field at the top level.
         let bytes = Bytes::from_static(&[0x0b, 0x0c]);
-        assert!(split_traces(&[bytes], &Key::TraceId, &mut owner).is_none());
+        assert!(split_traces(&[bytes], &Key::TraceId { leading: false }, &mut owner).is_none());
         // A truncated length.
         let bytes = Bytes::from_static(&[0x0a, 0x05, 0x01]);
-        assert!(split_traces(&[bytes], &Key::TraceId, &mut owner).is_none());
+        assert!(split_traces(&[bytes], &Key::TraceId { leading: false }, &mut owner).is_none());
     }
 }
