@@ -372,21 +372,21 @@ mod tests {
 
     #[test]
     fn leading_trace_ids_are_known_from_the_scan_and_lost_with_any_doubt() {
-        let leading = Traces::decode(spans(vec![1; 16])).unwrap();
+        let leading = Traces::decode(spans(vec![1; 16])).expect("valid");
         assert!(leading.trace_ids_lead());
         // A part of it holds the same spans.
         assert!(leading.part_of_self(spans(vec![1; 16]), 1).trace_ids_lead());
         // Merged with a batch that cannot say the same, the merge cannot.
         let mut merged = leading.clone();
-        merged.append(Traces::decode(spans(vec![1; 15])).unwrap());
+        merged.append(Traces::decode(spans(vec![1; 15])).expect("valid"));
         assert!(!merged.trace_ids_lead());
         let mut merged = leading.clone();
         merged.append(Traces::new(
-            ExportTraceServiceRequest::decode(spans(vec![3; 16])).unwrap(),
+            ExportTraceServiceRequest::decode(spans(vec![3; 16])).expect("valid"),
         ));
         assert!(!merged.trace_ids_lead());
         let mut merged = leading.clone();
-        merged.append(Traces::decode(spans(vec![3; 16])).unwrap());
+        merged.append(Traces::decode(spans(vec![3; 16])).expect("valid"));
         assert!(merged.trace_ids_lead());
         // Changed, or never scanned: not known.
         let mut changed = leading.clone();
@@ -395,6 +395,6 @@ mod tests {
         assert!(!Traces::default().trace_ids_lead());
         // Logs have no spans to say it of.
         let logs = Bytes::from(ExportLogsServiceRequest::default().encode_to_vec());
-        assert!(!Logs::decode(logs).unwrap().trace_ids_lead());
+        assert!(!Logs::decode(logs).expect("valid").trace_ids_lead());
     }
 }

@@ -703,7 +703,7 @@ fn spans_whose_trace_id_is_their_one_first_field_are_told_apart() {
     assert!(!elsewhere(&span_ids()));
     assert!(
         !scan(&traces().encode_to_vec(), &TRACES_REQUEST)
-            .unwrap()
+            .expect("accepted")
             .trace_ids_elsewhere
     );
     // A second trace ID later in the span (the last one wins).
@@ -729,7 +729,7 @@ fn spans_whose_trace_id_is_their_one_first_field_are_told_apart() {
     span.trace_id = vec![1; 15];
     assert!(
         scan(&request.encode_to_vec(), &TRACES_REQUEST)
-            .unwrap()
+            .expect("accepted")
             .trace_ids_elsewhere
     );
 }
