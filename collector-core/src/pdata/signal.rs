@@ -140,18 +140,19 @@ impl<R: SignalRequest> Batch<R> {
         })
     }
 
-    /// A batch of `items` items holding `bytes`: a request assembled from
+    /// A batch of `items` items holding `segments` (which concatenate to
+    /// one request, as a merged batch's do): a request assembled from
     /// the fields of this batch's own encoding (a split of it by
     /// `protobuf_segments`), which were checked when this batch was made,
     /// so they are not scanned again. What is known of this batch's IDs
     /// holds for the part (it holds the same spans, unchanged).
     ///
-    /// The caller vouches for `bytes`: a malformed part is found only when
-    /// something decodes it (logged, its items lost).
-    pub fn part_of_self(&self, bytes: Bytes, items: usize) -> Self {
+    /// The caller vouches for `segments`: a malformed part is found only
+    /// when something decodes it (logged, its items lost).
+    pub fn part_of_self(&self, segments: Vec<Bytes>, items: usize) -> Self {
         Self {
             items,
-            encoded: Some(vec![bytes]),
+            encoded: Some(segments),
             decoded: OnceLock::new(),
             ids_checked: self.ids_checked,
             trace_ids_lead: self.trace_ids_lead,
@@ -375,7 +376,11 @@ mod tests {
         let leading = Traces::decode(spans(vec![1; 16])).expect("valid");
         assert!(leading.trace_ids_lead());
         // A part of it holds the same spans.
-        assert!(leading.part_of_self(spans(vec![1; 16]), 1).trace_ids_lead());
+        assert!(
+            leading
+                .part_of_self(vec![spans(vec![1; 16])], 1)
+                .trace_ids_lead()
+        );
         // Merged with a batch that cannot say the same, the merge cannot.
         let mut merged = leading.clone();
         merged.append(Traces::decode(spans(vec![1; 15])).expect("valid"));

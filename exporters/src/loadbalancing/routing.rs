@@ -432,7 +432,7 @@ fn split_traces_encoded(
         // second scan.
         Some(wire::Split::Parts(parts)) => Ok(parts
             .into_iter()
-            .map(|(o, bytes, spans)| (o, batch.part_of_self(bytes, spans)))
+            .map(|(o, segments, spans)| (o, batch.part_of_self(segments, spans)))
             .collect()),
         None => Err(batch),
     }
