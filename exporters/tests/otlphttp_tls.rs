@@ -225,3 +225,70 @@ async fn mutual_tls_requires_a_client_certificate() {
         .await
         .unwrap();
 }
+
+/// An HTTP/2 connection (negotiated by ALPN) that stops answering, as one
+/// to a peer that vanished without a reset: the attempt times out, and the
+/// next one dials a new connection (behind a Service address, another
+/// peer) instead of waiting on the dead one until TCP gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_blackhole_the_next_attempt_dials_a_new_connection() {
+    use testkit::fault_proxy::{FaultProxy, Mode};
+    let dir = pki();
+    let d = dir.path().display();
+    let mut peer = tls_receiver(dir.path(), false).await;
+    let port: u16 = peer.url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = FaultProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let host = Host::new();
+    let ctx = CreateContext {
+        id: ComponentId::new("otlphttp", None),
+        host: host.clone(),
+    };
+    let config: OtlpHttpConfig = serde_yaml_ng::from_str(&format!(
+        "endpoint: https://localhost:{}\ntls: {{ca_file: {d}/main-ca.pem}}\n\
+         timeout: 500ms\nsending_queue: {{enabled: false}}\n\
+         retry_on_failure: {{initial_interval: 100ms, max_interval: 200ms, max_elapsed_time: 60s}}",
+        proxy.address.port()
+    ))
+    .unwrap();
+    let exporter = OtlpHttpExporterFactory.create(&ctx, &config).unwrap();
+    exporter.consume(Telemetry::new(spans(3))).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload.item_count(), 3);
+    assert_eq!(proxy.stats().connections, 1);
+
+    proxy.set(Mode::Blackhole);
+    let sending = tokio::spawn({
+        let exporter = exporter.clone();
+        async move { exporter.consume(Telemetry::new(spans(5))).await }
+    });
+    // The first attempt goes unanswered on the old connection; a retry
+    // must not wait there.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxy.stats().connections < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no new connection while the old one was silent: {:?}",
+            proxy.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(Mode::PassThrough);
+    tokio::time::timeout(Duration::from_secs(10), sending)
+        .await
+        .expect("delivered once the path was back")
+        .unwrap()
+        .unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.payload.item_count(), 5);
+    assert_eq!(failed(&host), 0.0);
+    peer.receiver
+        .shutdown(Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap();
+}

@@ -17,7 +17,9 @@ use collector_core::pdata::rpc::RpcStatus;
 use collector_core::pdata::{Payload, Signal, json};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
+use parking_lot::Mutex;
 use prost::Message;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Largest response body read (a status or partial success is tiny).
@@ -28,7 +30,11 @@ const MAX_MESSAGE_CHARS: usize = 512;
 /// Sends OTLP export requests over HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpSender {
-    client: HttpClient,
+    /// The pooled client; replaced by a new one (a new pool) when an
+    /// attempt goes unanswered (see [`Sender::unanswered`]).
+    client: Arc<Mutex<HttpClient>>,
+    /// What the client is built from.
+    config: Arc<OtlpHttpConfig>,
     /// URL per signal (`None`: not configured for that signal).
     urls: [Option<http::Uri>; 3],
     headers: HeaderMap,
@@ -78,7 +84,8 @@ impl HttpSender {
             HeaderValue::from_static(concat!("ollyscale-otel/", env!("CARGO_PKG_VERSION"))),
         );
         Ok(Self {
-            client: client::build(config)?,
+            client: Arc::new(Mutex::new(client::build(config)?)),
+            config: Arc::new(config.clone()),
             urls,
             headers,
             encoding: config.encoding,
@@ -129,7 +136,8 @@ impl Sender for HttpSender {
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = url.clone();
         *request.headers_mut() = self.headers.clone();
-        let response = self.client.request(request).await.map_err(|e| {
+        let client = self.client.lock().clone();
+        let response = client.request(request).await.map_err(|e| {
             ConsumeError::unavailable(format!("sending to {url} failed: {}", error_chain(&e)))
         })?;
         let (parts, body) = response.into_parts();
@@ -149,6 +157,29 @@ impl Sender for HttpSender {
             &body,
             SystemTime::now(),
         ))
+    }
+
+    /// A request got no answer within the timeout. Over HTTP/1.1 its
+    /// connection is closed already (an unfinished exchange cannot be
+    /// reused), but an HTTP/2 connection (negotiated by ALPN) carries every
+    /// request, and the pool keeps it while it looks open: after a
+    /// blackhole (a peer gone without a reset) every attempt would time out
+    /// on it until TCP gives up, since nothing pings it unless
+    /// `http2_read_idle_timeout` is set. A new client has a new pool, so the
+    /// next attempt dials; requests still on the old one end as they would.
+    fn unanswered(&self) {
+        match client::build(&self.config) {
+            Ok(client) => {
+                *self.client.lock() = client;
+                tracing::info!(
+                    "A request went unanswered within the timeout: its connections are dropped, the next attempt dials a new one"
+                );
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "cannot build a new HTTP client; keeping the one a request went unanswered on"
+            ),
+        }
     }
 }
 
