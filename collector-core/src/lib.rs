@@ -14,6 +14,7 @@ pub mod component;
 pub mod compression;
 pub mod config;
 pub mod consumer;
+pub mod crypto;
 pub mod extension;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

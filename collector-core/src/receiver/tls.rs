@@ -153,7 +153,7 @@ fn build(tls: &ServerTls) -> Result<Arc<rustls::ServerConfig>, String> {
     )?;
     let key = PrivateKeyDer::from_pem_slice(&read_pem(&tls.key_file, &tls.key_pem, "key_file")?)
         .map_err(|e| format!("tls.key_file: no usable private key: {e}"))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&tls.versions())
         .map_err(|e| format!("tls: {e}"))?;

@@ -90,14 +90,13 @@ impl Server {
     async fn start_tls(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Self {
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.cert.der().clone()], key)
-        .unwrap();
+        let mut config =
+            rustls::ServerConfig::builder_with_provider(collector_core::crypto::provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec()];
         Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }

@@ -64,7 +64,7 @@ impl AcceptAnyCertificate {
     pub(crate) fn new() -> Self {
         let provider = CryptoProvider::get_default()
             .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+            .unwrap_or_else(collector_core::crypto::provider);
         Self { provider }
     }
 }

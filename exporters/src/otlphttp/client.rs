@@ -98,7 +98,7 @@ fn versions(tls: &TlsConfig) -> Vec<&'static rustls::SupportedProtocolVersion> {
 
 /// The rustls client config of `tls`.
 pub(crate) fn tls_config(tls: &TlsConfig) -> Result<Arc<rustls::ClientConfig>, ComponentError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = collector_core::crypto::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&versions(tls))
         .map_err(|e| ComponentError::new(format!("tls: {e}")))?;

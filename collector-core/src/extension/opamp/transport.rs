@@ -308,7 +308,7 @@ fn client_tls(settings: &ClientTls) -> Result<Arc<rustls::ClientConfig>, Transpo
                 .map_err(|e| TransportError::new(format!("tls.ca_file: {e}")))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::crypto::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TransportError::new(format!("tls: {e}")))?
