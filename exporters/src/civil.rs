@@ -100,7 +100,10 @@ impl Civil {
 
 /// The local time zone's offset from UTC at `unix_secs`, from libc.
 fn local_offset(unix_secs: i64) -> i64 {
-    let t = libc::time_t::try_from(unix_secs).unwrap_or_default();
+    // `time_t` (64 bits on the targets we build for) comes from
+    // `localtime_r`'s signature: the alias is not named, since libc
+    // deprecates it on musl (its future change on 32-bit targets).
+    let t = unix_secs as _;
     // SAFETY: `localtime_r` writes into the `tm` we own and reads `t`; both
     // live across the call. A zeroed `tm` is a valid value of the C struct.
     unsafe {
