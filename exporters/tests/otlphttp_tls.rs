@@ -82,6 +82,18 @@ struct Peer {
     receiver: Box<dyn Receiver>,
 }
 
+impl Peer {
+    /// Items of the next batch the receiver takes (within 10 s).
+    async fn next_batch_items(&mut self) -> usize {
+        tokio::time::timeout(Duration::from_secs(10), self.got.recv())
+            .await
+            .expect("a batch within 10 s")
+            .expect("the receiver runs")
+            .payload
+            .item_count()
+    }
+}
+
 async fn tls_receiver(dir: &Path, mutual: bool) -> Peer {
     let host = Host::new();
     let ctx = CreateContext {
@@ -176,11 +188,7 @@ async fn https_with_a_test_ca() {
     let mut peer = tls_receiver(dir.path(), false).await;
     let (exporter, host) = https_exporter(&peer.url, &format!("{{ca_file: {d}/main-ca.pem}}"));
     exporter.consume(Telemetry::new(spans(3))).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.payload.item_count(), 3);
+    assert_eq!(peer.next_batch_items().await, 3);
     assert_eq!(failed(&host), 0.0);
 
     // A client that trusts another CA refuses the server.
@@ -209,11 +217,7 @@ async fn mutual_tls_requires_a_client_certificate() {
         ),
     );
     exporter.consume(Telemetry::new(spans(4))).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.payload.item_count(), 4);
+    assert_eq!(peer.next_batch_items().await, 4);
     assert_eq!(failed(&host), 0.0);
 
     let (anonymous, host) = https_exporter(&peer.url, &format!("{{ca_file: {d}/main-ca.pem}}"));
@@ -252,11 +256,7 @@ async fn after_a_blackhole_the_next_attempt_dials_a_new_connection() {
     .unwrap();
     let exporter = OtlpHttpExporterFactory.create(&ctx, &config).unwrap();
     exporter.consume(Telemetry::new(spans(3))).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.payload.item_count(), 3);
+    assert_eq!(peer.next_batch_items().await, 3);
     assert_eq!(proxy.stats().connections, 1);
 
     proxy.set(Mode::Blackhole);
@@ -281,11 +281,7 @@ async fn after_a_blackhole_the_next_attempt_dials_a_new_connection() {
         .expect("delivered once the path was back")
         .unwrap()
         .unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), peer.got.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(got.payload.item_count(), 5);
+    assert_eq!(peer.next_batch_items().await, 5);
     assert_eq!(failed(&host), 0.0);
     peer.receiver
         .shutdown(Instant::now() + Duration::from_secs(5))

@@ -438,22 +438,27 @@ fn start_agent_with(
     })
 }
 
+/// Starts `ebpf-http-bench serve` (the hyper server) on `address`, logging
+/// to `log`, and waits until it listens.
+fn start_server(bench: &Bench<'_>, address: SocketAddr, log: &str) -> Result<ChildGuard> {
+    let mut command = Command::new(&bench.layout.http_bench);
+    command.args(["serve", "--listen"]).arg(address.to_string());
+    let mut server = ChildGuard::spawn(
+        "ebpf-http-bench serve",
+        &mut command,
+        &bench.layout.log(log),
+    )?;
+    server.wait_listening(address, START_TIMEOUT)?;
+    Ok(server)
+}
+
 fn measure(bench: &mut Bench<'_>) -> Result<Measured> {
     if !Path::new(&bench.layout.ebpf_agent).exists() {
         bail!("{} is missing", bench.layout.ebpf_agent.display());
     }
     let _stats = BpfStats::enable().context("the eBPF section needs root")?;
     let server_address = free_address()?;
-    let mut server_command = Command::new(&bench.layout.http_bench);
-    server_command
-        .args(["serve", "--listen"])
-        .arg(server_address.to_string());
-    let mut server = ChildGuard::spawn(
-        "ebpf-http-bench serve",
-        &mut server_command,
-        &bench.layout.log("ebpf-http-server"),
-    )?;
-    server.wait_listening(server_address, START_TIMEOUT)?;
+    let _server = start_server(bench, server_address, "ebpf-http-server")?;
 
     let mut plain = Vec::new();
     for rate in RATES {

@@ -11,15 +11,13 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::process::Command;
 
 use anyhow::Result;
 
-use super::{Load, TARGET_ADDED_P99_US, load};
-use crate::bench::children::ChildGuard;
+use super::{Load, TARGET_ADDED_P99_US, load, start_server};
+use crate::bench::Bench;
 use crate::bench::probe::free_address;
 use crate::bench::report::{Json, verdict};
-use crate::bench::{Bench, START_TIMEOUT};
 
 /// Request rate of the pairs, per second (the target's).
 pub(crate) const RATE: u64 = 5_000;
@@ -60,16 +58,7 @@ impl Latency {
 /// twin server started here.
 pub(crate) fn measure(bench: &Bench<'_>, traced: SocketAddr) -> Result<Latency> {
     let twin_address = free_address()?;
-    let mut command = Command::new(&bench.layout.http_bench);
-    command
-        .args(["serve", "--listen"])
-        .arg(twin_address.to_string());
-    let mut twin = ChildGuard::spawn(
-        "ebpf-http-bench serve (untraced twin)",
-        &mut command,
-        &bench.layout.log("ebpf-http-twin"),
-    )?;
-    twin.wait_listening(twin_address, START_TIMEOUT)?;
+    let _twin = start_server(bench, twin_address, "ebpf-http-twin")?;
     let mut pairs = Vec::with_capacity(PAIRS);
     for round in 0..PAIRS {
         eprintln!(
