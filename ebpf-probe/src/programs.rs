@@ -1,16 +1,19 @@
 //! The programs and their maps.
 //!
-//! Two raw tracepoint programs, on `sys_enter` and `sys_exit`, see every
-//! syscall of every process. Raw tracepoints, not the `syscalls:sys_*_*`
-//! ones: a regular tracepoint builds a perf-event record before the program
-//! runs, paid by every read and write of every process on the node (the
-//! agent's 26 of them added 60-69 ns of CPU to each on the machine
-//! measured, these two add 23; see the README); a raw tracepoint hands the
-//! program the registers directly. Each program first looks the syscall
-//! number up in `SYSCALLS` (an array: one indexed load) and returns for the
-//! syscalls it does not handle, then checks the process's slot in
-//! `PID_SLOTS` (another array load) before any hash lookup or register
-//! read, so a process that is not traced costs little more.
+//! Two programs, on `sys_enter` and `sys_exit`, see every syscall of every
+//! process; the object has them twice, as BTF tracepoints (`*_btf`, which
+//! load the saved registers directly) and as raw tracepoints (which copy
+//! each with a helper, for kernels without BTF), and the agent attaches one
+//! pair. Not the `syscalls:sys_*_*` tracepoints: those build a perf-event
+//! record before the program runs, paid by every read and write of every
+//! process on the node (the agent's 26 of them added 60-69 ns of CPU to
+//! each on the machine measured, the raw pair 23; see the README). The
+//! entry looks the syscall number up in `SYSCALLS` (an array: one indexed
+//! load) and returns for the syscalls it does not handle; the exit does
+//! the same first where the number is a plain load (BTF), and checks the
+//! process's slot in `PID_SLOTS` (another array load) before any hash
+//! lookup or further register read, so a process that is not traced costs
+//! little more.
 //!
 //! Almost everything happens at the exit, which knows the result and still
 //! has the arguments in the registers: `accept`/`connect` start following a
@@ -88,8 +91,8 @@ struct Conn {
 /// filled in place: the user bytes are copied once, straight into the
 /// ring. A reservation's size must be a constant, so captures go in one of
 /// [`TINY_CAPTURE`], [`SMALL_CAPTURE`], [`MEDIUM_CAPTURE`] and
-/// [`MAX_CAPTURE`]; the agent
-/// reads `captured` bytes and skips the rest of the record.
+/// [`MAX_CAPTURE`]; the agent reads `captured` bytes and skips the rest of
+/// the record.
 #[repr(C)]
 struct DataRecord<const N: usize> {
     event: DataEvent,
@@ -647,7 +650,10 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// The same entry as a BTF tracepoint, where the kernel has BTF.
+/// The same entry as a BTF tracepoint, where the kernel has BTF (built for
+/// the architectures whose `pt_regs` offsets are known; elsewhere the agent
+/// finds no BTF pair and attaches the raw one).
+#[cfg(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64"))]
 #[btf_tracepoint(function = "sys_enter")]
 pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
     on_enter(TypedRegisters(ctx.arg::<*const u64>(0)), ctx.arg::<u64>(1));
@@ -655,6 +661,7 @@ pub fn sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// The same exit as a BTF tracepoint.
+#[cfg(any(bpf_target_arch = "x86_64", bpf_target_arch = "aarch64"))]
 #[btf_tracepoint(function = "sys_exit")]
 pub fn sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
     on_exit(
